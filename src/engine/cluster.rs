@@ -1,0 +1,244 @@
+//! Local speakers of all windows → global speakers.
+//!
+//! Agglomerative clustering runs on the embeddings of local speakers with
+//! enough clean speech. Clusters too small to be a speaker are dropped, the
+//! rest become centroids, and every local speaker is then assigned to a
+//! centroid window by window, with cannot-link between the local speakers of
+//! one window (two voices heard at once are two people).
+
+mod ahc;
+
+use pathfinding::kuhn_munkres::kuhn_munkres;
+use pathfinding::matrix::Matrix;
+
+use super::SpeakerCount;
+use super::embedding::{EMBEDDING_DIM, Embedding};
+
+/// A local speaker to cluster.
+#[derive(Debug, Clone)]
+pub struct LocalSpeaker {
+    /// The window it was heard in.
+    pub window: usize,
+    /// L2-normalised embedding.
+    pub embedding: Embedding,
+    /// Whether its embedding is clean enough to shape the clusters.
+    pub reliable: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ClusterParams {
+    /// Centroids closer than this (Euclidean, unit vectors) merge.
+    pub threshold: f32,
+    /// Clusters with fewer reliable members are not speakers of their own.
+    pub min_cluster_size: usize,
+}
+
+/// The global speaker (centroid index) of each local speaker.
+pub fn assign(speakers: &[LocalSpeaker], count: SpeakerCount, params: ClusterParams) -> Vec<usize> {
+    let reliable: Vec<&LocalSpeaker> = speakers.iter().filter(|s| s.reliable).collect();
+    let training: Vec<&LocalSpeaker> = if reliable.is_empty() {
+        speakers.iter().collect()
+    } else {
+        reliable
+    };
+    if training.is_empty() {
+        return Vec::new();
+    }
+    let points: Vec<Embedding> = training.iter().map(|s| s.embedding).collect();
+    let centroids = centroids(&points, count, params);
+    assign_to_centroids(speakers, &centroids)
+}
+
+fn centroids(points: &[Embedding], count: SpeakerCount, params: ClusterParams) -> Vec<Embedding> {
+    let merges = ahc::dendrogram(points);
+    let n = points.len();
+    let steps = merges
+        .iter()
+        .position(|m| m.distance > params.threshold)
+        .unwrap_or(merges.len());
+    let clusters = clusters_after(&merges, points, steps);
+    let large = clusters.iter().filter(|c| c.size >= params.min_cluster_size).count();
+
+    let wanted = match count {
+        SpeakerCount::Exact(k) => Some(k),
+        SpeakerCount::Auto { min, max } => {
+            let floor = min.unwrap_or(1).max(1);
+            let ceiling = max.unwrap_or(usize::MAX);
+            (large < floor || large > ceiling).then(|| large.clamp(floor, ceiling))
+        }
+    };
+    let chosen = match wanted {
+        None if large == 0 => largest(clusters, 1),
+        None => clusters
+            .into_iter()
+            .filter(|c| c.size >= params.min_cluster_size)
+            .collect(),
+        Some(k) => {
+            // The most merged point of the dendrogram that still has k large
+            // clusters; with too few points, the point with k clusters at all.
+            let step = last_step_with(&merges, n, k, params.min_cluster_size)
+                .unwrap_or_else(|| n.saturating_sub(k).min(merges.len()));
+            largest(clusters_after(&merges, points, step), k)
+        }
+    };
+    chosen.into_iter().map(|c| normalised(c.sum)).collect()
+}
+
+struct Cluster {
+    sum: Embedding,
+    size: usize,
+}
+
+fn clusters_after(merges: &[ahc::Merge], points: &[Embedding], steps: usize) -> Vec<Cluster> {
+    let labels = ahc::labels_after(merges, points.len(), steps);
+    let mut clusters: Vec<Option<Cluster>> = (0..points.len()).map(|_| None).collect();
+    for (point, &label) in points.iter().zip(&labels) {
+        let c = clusters[label].get_or_insert(Cluster {
+            sum: [0.0; EMBEDDING_DIM],
+            size: 0,
+        });
+        for (s, x) in c.sum.iter_mut().zip(point) {
+            *s += x;
+        }
+        c.size += 1;
+    }
+    clusters.into_iter().flatten().collect()
+}
+
+fn largest(mut clusters: Vec<Cluster>, k: usize) -> Vec<Cluster> {
+    clusters.sort_by(|a, b| b.size.cmp(&a.size));
+    clusters.truncate(k);
+    clusters
+}
+
+fn last_step_with(merges: &[ahc::Merge], n: usize, k: usize, min_size: usize) -> Option<usize> {
+    let mut sizes = vec![1usize; n];
+    let is_large = |s: usize| usize::from(s >= min_size);
+    let mut large: usize = sizes.iter().map(|&s| is_large(s)).sum();
+    let mut best = (large >= k).then_some(0);
+    for (step, m) in merges.iter().enumerate() {
+        large -= is_large(sizes[m.into]) + is_large(sizes[m.from]);
+        sizes[m.into] += sizes[m.from];
+        large += is_large(sizes[m.into]);
+        if large >= k {
+            best = Some(step + 1);
+        }
+    }
+    best
+}
+
+fn normalised(mut v: Embedding) -> Embedding {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+    v
+}
+
+fn cosine(a: &Embedding, b: &Embedding) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Hungarian assignment of each window's local speakers to distinct centroids;
+/// a window with more local speakers than centroids gives the rest their
+/// nearest centroid.
+fn assign_to_centroids(speakers: &[LocalSpeaker], centroids: &[Embedding]) -> Vec<usize> {
+    const SCALE: f32 = 1e6;
+    let mut labels = vec![0; speakers.len()];
+    let mut start = 0;
+    while start < speakers.len() {
+        let window = speakers[start].window;
+        let end = start + speakers[start..].iter().take_while(|s| s.window == window).count();
+        let group = &speakers[start..end];
+        let nearest = |s: &LocalSpeaker| {
+            (0..centroids.len())
+                .max_by(|&a, &b| cosine(&s.embedding, &centroids[a]).total_cmp(&cosine(&s.embedding, &centroids[b])))
+                .unwrap_or(0)
+        };
+        if group.len() <= centroids.len() {
+            let weights = Matrix::from_fn(group.len(), centroids.len(), |(r, c)| {
+                (cosine(&group[r].embedding, &centroids[c]) * SCALE) as i64
+            });
+            let (_, columns) = kuhn_munkres(&weights);
+            labels[start..end].copy_from_slice(&columns);
+            if std::env::var("DEBUG_ASSIGN").is_ok() {
+                for (r, s) in group.iter().enumerate() {
+                    let sims: Vec<String> = centroids.iter().map(|c| format!("{:.2}", cosine(&s.embedding, c))).collect();
+                    eprintln!("w{} rel={} -> {} sims {}", s.window, s.reliable, columns[r], sims.join(" "));
+                }
+            }
+        } else {
+            for (label, s) in labels[start..end].iter_mut().zip(group) {
+                *label = nearest(s);
+            }
+        }
+        start = end;
+    }
+    labels
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn speaker(window: usize, axis: usize, wobble: f32) -> LocalSpeaker {
+        let mut e = [0.0; EMBEDDING_DIM];
+        e[axis] = 1.0;
+        e[axis + 1] = wobble;
+        LocalSpeaker {
+            window,
+            embedding: normalised(e),
+            reliable: true,
+        }
+    }
+
+    const PARAMS: ClusterParams = ClusterParams {
+        threshold: 0.8,
+        min_cluster_size: 1,
+    };
+
+    #[test]
+    fn two_voices_two_speakers() {
+        let speakers = [
+            speaker(0, 0, 0.1),
+            speaker(0, 10, 0.0),
+            speaker(1, 0, 0.2),
+            speaker(2, 10, 0.3),
+        ];
+        let labels = assign(&speakers, SpeakerCount::default(), PARAMS);
+        assert_eq!(labels[0], labels[2]);
+        assert_eq!(labels[1], labels[3]);
+        assert_ne!(labels[0], labels[1]);
+    }
+
+    #[test]
+    fn cannot_link_keeps_one_window_apart() {
+        // Both local speakers of window 0 look like speaker A, but they were heard at once.
+        let speakers = [
+            speaker(0, 0, 0.0),
+            speaker(0, 0, 0.3),
+            speaker(1, 20, 0.0),
+        ];
+        let labels = assign(&speakers, SpeakerCount::Exact(2), PARAMS);
+        assert_ne!(labels[0], labels[1]);
+    }
+
+    #[test]
+    fn exact_count_is_honoured() {
+        let speakers: Vec<LocalSpeaker> = (0..12).map(|i| speaker(i, (i % 3) * 20, 0.0)).collect();
+        for k in 1..=3 {
+            let labels = assign(&speakers, SpeakerCount::Exact(k), PARAMS);
+            let distinct: std::collections::BTreeSet<usize> = labels.iter().copied().collect();
+            assert_eq!(distinct.len(), k);
+        }
+        let labels = assign(
+            &speakers,
+            SpeakerCount::Auto {
+                min: None,
+                max: Some(2),
+            },
+            PARAMS,
+        );
+        assert_eq!(labels.iter().copied().collect::<std::collections::BTreeSet<_>>().len(), 2);
+    }
+}

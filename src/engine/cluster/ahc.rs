@@ -1,0 +1,125 @@
+//! Agglomerative clustering with centroid linkage on unit vectors.
+//!
+//! Each cluster keeps its nearest neighbour, so a merge costs O(n·d) plus a
+//! full rescan only for the clusters whose neighbour was merged away. That
+//! keeps memory linear, where a distance matrix would be quadratic.
+
+use super::super::embedding::EMBEDDING_DIM;
+
+/// One merge of the dendrogram: cluster `from` joined cluster `into`.
+#[derive(Debug, Clone, Copy)]
+pub struct Merge {
+    pub into: usize,
+    pub from: usize,
+    /// Euclidean distance between the two centroids when they merged.
+    pub distance: f32,
+}
+
+/// Merges all `points` (unit vectors) into one cluster and returns the merges
+/// in order. Cluster `i` starts as point `i` and keeps the lower index.
+pub fn dendrogram(points: &[[f32; EMBEDDING_DIM]]) -> Vec<Merge> {
+    let n = points.len();
+    let mut sums: Vec<[f32; EMBEDDING_DIM]> = points.to_vec();
+    let mut sizes = vec![1usize; n];
+    let mut alive = vec![true; n];
+    let mut nearest: Vec<(usize, f32)> = (0..n).map(|i| scan_nearest(i, &sums, &sizes, &alive)).collect();
+    let mut merges = Vec::with_capacity(n.saturating_sub(1));
+
+    for _ in 1..n {
+        let Some((a, (b, distance))) = (0..n)
+            .filter(|&i| alive[i])
+            .map(|i| (i, nearest[i]))
+            .min_by(|x, y| x.1.1.total_cmp(&y.1.1))
+        else {
+            break;
+        };
+        let (into, from) = (a.min(b), a.max(b));
+        merges.push(Merge { into, from, distance });
+        let from_sum = sums[from];
+        for (s, f) in sums[into].iter_mut().zip(from_sum) {
+            *s += f;
+        }
+        sizes[into] += sizes[from];
+        alive[from] = false;
+
+        for k in 0..n {
+            if !alive[k] || k == into {
+                continue;
+            }
+            if nearest[k].0 == into || nearest[k].0 == from {
+                nearest[k] = scan_nearest(k, &sums, &sizes, &alive);
+            } else {
+                let d = centroid_distance(&sums[k], sizes[k], &sums[into], sizes[into]);
+                if d < nearest[k].1 {
+                    nearest[k] = (into, d);
+                }
+            }
+        }
+        nearest[into] = scan_nearest(into, &sums, &sizes, &alive);
+    }
+    merges
+}
+
+fn scan_nearest(i: usize, sums: &[[f32; EMBEDDING_DIM]], sizes: &[usize], alive: &[bool]) -> (usize, f32) {
+    (0..sums.len())
+        .filter(|&j| j != i && alive[j])
+        .map(|j| (j, centroid_distance(&sums[i], sizes[i], &sums[j], sizes[j])))
+        .min_by(|x, y| x.1.total_cmp(&y.1))
+        .unwrap_or((i, f32::INFINITY))
+}
+
+fn centroid_distance(a: &[f32; EMBEDDING_DIM], na: usize, b: &[f32; EMBEDDING_DIM], nb: usize) -> f32 {
+    let (wa, wb) = (1.0 / na as f32, 1.0 / nb as f32);
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| {
+            let d = x * wa - y * wb;
+            d * d
+        })
+        .sum::<f32>()
+        .sqrt()
+}
+
+/// Cluster of every point after the first `steps` merges, as the index of the
+/// cluster's lowest point.
+pub fn labels_after(merges: &[Merge], num_points: usize, steps: usize) -> Vec<usize> {
+    let mut parent: Vec<usize> = (0..num_points).collect();
+    for m in &merges[..steps.min(merges.len())] {
+        parent[m.from] = m.into;
+    }
+    (0..num_points)
+        .map(|mut i| {
+            while parent[i] != i {
+                i = parent[i];
+            }
+            i
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(axis: usize, wobble: f32) -> [f32; EMBEDDING_DIM] {
+        let mut v = [0.0; EMBEDDING_DIM];
+        v[axis] = 1.0;
+        v[(axis + 1) % EMBEDDING_DIM] = wobble;
+        let norm = (1.0 + wobble * wobble).sqrt();
+        v.iter_mut().for_each(|x| *x /= norm);
+        v
+    }
+
+    #[test]
+    fn merges_near_points_first() {
+        let points = [unit(0, 0.0), unit(5, 0.0), unit(0, 0.1), unit(5, 0.1)];
+        let merges = dendrogram(&points);
+        assert_eq!(merges.len(), 3);
+        assert!(merges[0].distance < 0.2 && merges[1].distance < 0.2);
+        assert!(merges[2].distance > 1.0);
+        let labels = labels_after(&merges, points.len(), 2);
+        assert_eq!(labels[0], labels[2]);
+        assert_eq!(labels[1], labels[3]);
+        assert_ne!(labels[0], labels[1]);
+    }
+}

@@ -1,0 +1,68 @@
+//! CAM++ speaker embeddings from log-mel features.
+
+use std::path::Path;
+
+use ort::session::Session;
+use ort::value::TensorRef;
+
+use super::fbank::NUM_MEL_BINS;
+use super::model::{self, ModelError};
+
+/// The model's file name in the models folder.
+pub const MODEL_FILE: &str = "campplus-en-zh.onnx";
+/// Embedding dimension.
+pub const EMBEDDING_DIM: usize = 192;
+/// Fewer frames make the model's std pooling divide by zero.
+pub const MIN_FRAMES: usize = 3;
+
+/// A speaker embedding, not normalised.
+pub type Embedding = [f32; EMBEDDING_DIM];
+
+pub struct Embedder {
+    session: Session,
+}
+
+impl Embedder {
+    pub fn load(path: &Path, threads: usize) -> Result<Self, ModelError> {
+        Ok(Self {
+            session: model::load(path, threads)?,
+        })
+    }
+
+    /// Embeds a batch of segments that all have `frames` frames; `features` is
+    /// `[batch, frames, 80]` row-major. Never zero-pad a segment to batch it:
+    /// padding changes its embedding.
+    pub fn run(&mut self, features: &[f32], frames: usize) -> Result<Vec<Embedding>, ModelError> {
+        let per_segment = frames * NUM_MEL_BINS;
+        if frames < MIN_FRAMES || features.is_empty() || features.len() % per_segment != 0 {
+            return Err(ModelError::Shape {
+                model: MODEL_FILE,
+                detail: format!("{} values do not make segments of {frames} frames (minimum {MIN_FRAMES})", features.len()),
+            });
+        }
+        let batch = features.len() / per_segment;
+        let input = TensorRef::from_array_view(([batch, frames, NUM_MEL_BINS], features))
+            .map_err(|e| model::run_error(MODEL_FILE, e))?;
+        let outputs = self
+            .session
+            .run(ort::inputs!["fbank" => input])
+            .map_err(|e| model::run_error(MODEL_FILE, e))?;
+        let (shape, data) = outputs["embedding"]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| model::run_error(MODEL_FILE, e))?;
+        if **shape != [batch as i64, EMBEDDING_DIM as i64] {
+            return Err(ModelError::Shape {
+                model: MODEL_FILE,
+                detail: format!("output shape {shape:?}"),
+            });
+        }
+        Ok(data
+            .chunks_exact(EMBEDDING_DIM)
+            .map(|row| {
+                let mut e = [0.0; EMBEDDING_DIM];
+                e.copy_from_slice(row);
+                e
+            })
+            .collect())
+    }
+}

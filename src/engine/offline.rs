@@ -1,0 +1,362 @@
+//! One recording, pushed in as it is decoded, diarized at the end.
+//!
+//! Windows are segmented and their local speakers embedded as soon as enough
+//! audio has arrived, so memory holds one window of audio plus a few small
+//! numbers per window, however long the recording. Each batch of windows is
+//! spread over the engine's worker threads, each with its own sessions.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::cluster::{self, LocalSpeaker};
+use super::embedding::{Embedding, MIN_FRAMES};
+use super::fbank::{self, Fbank};
+use super::model::ModelError;
+use super::powerset::{self, LOCAL_SPEAKERS, LocalActivity};
+use super::reconstruct::{self, PlacedWindow};
+use super::segmentation::{FRAME_STEP_SAMPLES, MIN_WINDOW_SAMPLES};
+use super::{Engine, SpeakerCount};
+use crate::audio::ANALYSIS_SAMPLE_RATE;
+use crate::diarization::Diarization;
+
+/// Windows segmented per batch; enough to keep both workers busy.
+const BATCH_WINDOWS: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("an inference worker panicked")]
+    WorkerPanicked,
+}
+
+/// Where the time went, summed over worker threads.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct StageTimes {
+    pub segmentation_seconds: f64,
+    pub fbank_seconds: f64,
+    pub embedding_seconds: f64,
+    pub clustering_seconds: f64,
+}
+
+/// A local speaker's embedding and whether it may shape the clusters.
+#[derive(Clone, Copy)]
+struct LocalEmbedding {
+    embedding: Embedding,
+    reliable: bool,
+}
+
+struct AnalysedWindow {
+    start_frame: usize,
+    activity: LocalActivity,
+    embeddings: [Option<LocalEmbedding>; LOCAL_SPEAKERS],
+}
+
+/// The audio a local speaker is embedded from.
+struct EmbedRequest {
+    window: usize,
+    local: usize,
+    samples: Vec<f32>,
+    reliable: bool,
+}
+
+pub struct OfflineRun<'e> {
+    engine: &'e Engine,
+    speakers: SpeakerCount,
+    window_samples: usize,
+    step_frames: usize,
+    /// Analysis samples from absolute index `buffer_start` on.
+    buffer: Vec<f32>,
+    buffer_start: usize,
+    total_samples: usize,
+    next_window_frame: usize,
+    windows: Vec<AnalysedWindow>,
+    times: StageTimes,
+}
+
+impl<'e> OfflineRun<'e> {
+    pub(super) fn new(engine: &'e Engine, speakers: SpeakerCount) -> Self {
+        let rate = f64::from(ANALYSIS_SAMPLE_RATE);
+        let window_seconds = engine.params.window_seconds.clamp(2.0, 10.0);
+        let window_samples = ((window_seconds * rate) as usize).max(MIN_WINDOW_SAMPLES);
+        let step_samples = engine.params.step_seconds.clamp(0.5, window_seconds) * rate;
+        Self {
+            engine,
+            speakers,
+            window_samples,
+            step_frames: ((step_samples / FRAME_STEP_SAMPLES as f64).round() as usize).max(1),
+            buffer: Vec::with_capacity(2 * window_samples),
+            buffer_start: 0,
+            total_samples: 0,
+            next_window_frame: 0,
+            windows: Vec::new(),
+            times: StageTimes::default(),
+        }
+    }
+
+    /// Audio pushed so far, in seconds.
+    pub fn pushed_seconds(&self) -> f64 {
+        self.total_samples as f64 / f64::from(ANALYSIS_SAMPLE_RATE)
+    }
+
+    /// Appends 16 kHz mono samples and analyses every full batch of windows.
+    pub fn push(&mut self, samples: &[f32]) -> Result<(), RunError> {
+        self.buffer.extend_from_slice(samples);
+        self.total_samples += samples.len();
+        loop {
+            let starts = self.full_window_starts(BATCH_WINDOWS);
+            if starts.len() < BATCH_WINDOWS {
+                return Ok(());
+            }
+            self.analyse(&starts)?;
+        }
+    }
+
+    /// Analyses what is left, clusters, and returns who spoke when.
+    pub fn finish(mut self) -> Result<(Diarization, StageTimes), RunError> {
+        let mut starts = self.full_window_starts(usize::MAX);
+        let covered = starts
+            .last()
+            .or(self.windows.last().map(|w| &w.start_frame))
+            .map(|&f| f * FRAME_STEP_SAMPLES + self.window_samples);
+        if self.total_samples > 0 && covered.is_none_or(|end| end < self.total_samples) {
+            // A last window flush with the end, zero-padded by under one frame.
+            let tail = (self.total_samples.saturating_sub(self.window_samples)).div_ceil(FRAME_STEP_SAMPLES);
+            starts.push(tail);
+        }
+        for batch in starts.chunks(BATCH_WINDOWS) {
+            self.analyse(batch)?;
+        }
+
+        let clustering = Instant::now();
+        let placed = self.assign_speakers();
+        let windows: Vec<PlacedWindow> = self
+            .windows
+            .iter()
+            .zip(&placed.0)
+            .map(|(w, speakers)| PlacedWindow {
+                start_frame: w.start_frame,
+                activity: &w.activity,
+                speakers: *speakers,
+            })
+            .collect();
+        let diarization = reconstruct::reconstruct(&windows, placed.1, self.total_samples, self.engine.params.turns);
+        self.times.clustering_seconds = clustering.elapsed().as_secs_f64();
+        Ok((diarization, self.times))
+    }
+
+    /// Start frames of up to `limit` windows that lie wholly in the audio so far.
+    fn full_window_starts(&self, limit: usize) -> Vec<usize> {
+        (0..)
+            .map(|j| self.next_window_frame + j * self.step_frames)
+            .take_while(|&f| f * FRAME_STEP_SAMPLES + self.window_samples <= self.total_samples)
+            .take(limit)
+            .collect()
+    }
+
+    fn analyse(&mut self, starts: &[usize]) -> Result<(), RunError> {
+        let Some(&last) = starts.last() else {
+            return Ok(());
+        };
+        let audio = self.window_audio(starts);
+        let activities = self.segment(&audio, starts.len())?;
+
+        let first_window = self.windows.len();
+        let mut requests = Vec::new();
+        for (j, activity) in activities.into_iter().enumerate() {
+            let start_frame = starts[j];
+            let samples = &audio[j * self.window_samples..(j + 1) * self.window_samples];
+            let valid = self.total_samples.saturating_sub(start_frame * FRAME_STEP_SAMPLES);
+            for local in 0..LOCAL_SPEAKERS {
+                if let Some((speech, reliable)) = self.embedding_audio(&activity, local, samples, valid) {
+                    requests.push(EmbedRequest {
+                        window: first_window + j,
+                        local,
+                        samples: speech,
+                        reliable,
+                    });
+                }
+            }
+            self.windows.push(AnalysedWindow {
+                start_frame,
+                activity,
+                embeddings: [None; LOCAL_SPEAKERS],
+            });
+        }
+        for (request, embedding) in self.embed(requests)? {
+            self.windows[request.window].embeddings[request.local] = embedding.map(|embedding| LocalEmbedding {
+                embedding,
+                reliable: request.reliable,
+            });
+        }
+
+        self.next_window_frame = self.next_window_frame.max(last + self.step_frames);
+        // The last window may start before the next regular one: keep a window's worth.
+        let keep_from = (self.next_window_frame * FRAME_STEP_SAMPLES).min(self.total_samples.saturating_sub(self.window_samples));
+        let drop = keep_from.saturating_sub(self.buffer_start).min(self.buffer.len());
+        self.buffer.drain(..drop);
+        self.buffer_start += drop;
+        Ok(())
+    }
+
+    /// The windows' samples, back to back, zero-padded past the end of the audio.
+    fn window_audio(&self, starts: &[usize]) -> Vec<f32> {
+        let mut audio = vec![0.0; starts.len() * self.window_samples];
+        for (j, &f) in starts.iter().enumerate() {
+            let from = (f * FRAME_STEP_SAMPLES).saturating_sub(self.buffer_start).min(self.buffer.len());
+            let to = (from + self.window_samples).min(self.buffer.len());
+            audio[j * self.window_samples..j * self.window_samples + (to - from)].copy_from_slice(&self.buffer[from..to]);
+        }
+        audio
+    }
+
+    fn segment(&mut self, audio: &[f32], windows: usize) -> Result<Vec<LocalActivity>, RunError> {
+        let per_worker = windows.div_ceil(self.engine.threads);
+        let engine = self.engine;
+        let window_samples = self.window_samples;
+        let results: Vec<Result<(Vec<LocalActivity>, Duration), ModelError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = audio
+                .chunks(per_worker * window_samples)
+                .map(|part| {
+                    scope.spawn(move || {
+                        let started = Instant::now();
+                        let log_probs = engine.segmenters.take().run(part, window_samples)?;
+                        let activity = log_probs.iter().map(|lp| powerset::decode(lp)).collect();
+                        Ok((activity, started.elapsed()))
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(super::model::panicked("segmentation"))))
+                .collect()
+        });
+        let mut activities = Vec::with_capacity(windows);
+        for result in results {
+            let (part, spent) = result?;
+            activities.extend(part);
+            self.times.segmentation_seconds += spent.as_secs_f64();
+        }
+        Ok(activities)
+    }
+
+    /// Speech of one local speaker to embed: its clean frames when there are
+    /// enough, else all its frames; `None` when it says too little.
+    fn embedding_audio(&self, activity: &LocalActivity, local: usize, window: &[f32], valid_samples: usize) -> Option<(Vec<f32>, bool)> {
+        let params = &self.engine.params;
+        let frame_seconds = FRAME_STEP_SAMPLES as f64 / f64::from(ANALYSIS_SAMPLE_RATE);
+        let in_audio = |i: usize| i * FRAME_STEP_SAMPLES + 630 <= valid_samples;
+        let active = |i: usize| activity[i][local] && in_audio(i);
+        let clean = |i: usize| active(i) && powerset::count(&activity[i]) == 1;
+        let clean_seconds = (0..activity.len()).filter(|&i| clean(i)).count() as f64 * frame_seconds;
+        let active_seconds = (0..activity.len()).filter(|&i| active(i)).count() as f64 * frame_seconds;
+        let selected: Vec<usize> = if clean_seconds >= params.min_clean_seconds {
+            (0..activity.len()).filter(|&i| clean(i)).collect()
+        } else if active_seconds >= params.min_embed_seconds {
+            (0..activity.len()).filter(|&i| active(i)).collect()
+        } else {
+            return None;
+        };
+        // Frame i stands for the 270 samples around its centre, so selected frames tile.
+        let mut samples = Vec::with_capacity(selected.len() * FRAME_STEP_SAMPLES);
+        for i in selected {
+            let from = i * FRAME_STEP_SAMPLES + 360;
+            samples.extend_from_slice(&window[from..from + FRAME_STEP_SAMPLES]);
+        }
+        let enough = fbank::num_frames(samples.len()) >= MIN_FRAMES;
+        enough.then_some((samples, clean_seconds >= params.min_reliable_seconds))
+    }
+
+    fn embed(&mut self, mut requests: Vec<EmbedRequest>) -> Result<Vec<(EmbedRequest, Option<Embedding>)>, RunError> {
+        // Longest first, so the workers finish together.
+        requests.sort_by(|a, b| b.samples.len().cmp(&a.samples.len()));
+        let next = AtomicUsize::new(0);
+        let results: Mutex<Vec<Option<Embedding>>> = Mutex::new(vec![None; requests.len()]);
+        let engine = self.engine;
+        let spent: Vec<Result<(Duration, Duration), ModelError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..engine.threads.min(requests.len()))
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut embedder = engine.embedders.take();
+                        let mut fbank = Fbank::new();
+                        let mut features = Vec::new();
+                        let (mut fbank_time, mut model_time) = (Duration::ZERO, Duration::ZERO);
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(request) = requests.get(i) else {
+                                return Ok((fbank_time, model_time));
+                            };
+                            let started = Instant::now();
+                            features.clear();
+                            let frames = fbank.compute(&request.samples, &mut features);
+                            fbank_time += started.elapsed();
+                            let started = Instant::now();
+                            let embedding = embedder.run(&features, frames)?.into_iter().next().and_then(normalised);
+                            model_time += started.elapsed();
+                            results.lock().unwrap_or_else(|e| e.into_inner())[i] = embedding;
+                        }
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(super::model::panicked("embedding"))))
+                .collect()
+        });
+        for s in spent {
+            let (fbank_time, model_time) = s?;
+            self.times.fbank_seconds += fbank_time.as_secs_f64();
+            self.times.embedding_seconds += model_time.as_secs_f64();
+        }
+        let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+        Ok(requests.into_iter().zip(results).collect())
+    }
+
+    /// Global speaker of every local speaker, and the number of speakers.
+    fn assign_speakers(&self) -> (Vec<[Option<usize>; LOCAL_SPEAKERS]>, usize) {
+        let mut speakers = Vec::new();
+        let mut slots = Vec::new();
+        for (w, window) in self.windows.iter().enumerate() {
+            for (local, e) in window.embeddings.iter().enumerate() {
+                if let Some(e) = e {
+                    speakers.push(LocalSpeaker {
+                        window: w,
+                        embedding: e.embedding,
+                        reliable: e.reliable,
+                    });
+                    slots.push((w, local));
+                }
+            }
+        }
+        let mut placed = vec![[None; LOCAL_SPEAKERS]; self.windows.len()];
+        if speakers.is_empty() {
+            // Too little speech to tell voices apart: whatever is heard is one speaker.
+            for (p, w) in placed.iter_mut().zip(&self.windows) {
+                for local in 0..LOCAL_SPEAKERS {
+                    if w.activity.iter().any(|f| f[local]) {
+                        p[local] = Some(0);
+                    }
+                }
+            }
+            return (placed, 1);
+        }
+        let labels = cluster::assign(&speakers, self.speakers, self.engine.params.cluster);
+        for (&(w, local), &label) in slots.iter().zip(&labels) {
+            placed[w][local] = Some(label);
+        }
+        let count = labels.iter().max().map_or(0, |&m| m + 1);
+        (placed, count)
+    }
+}
+
+fn normalised(mut e: Embedding) -> Option<Embedding> {
+    let norm = e.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if !norm.is_finite() || norm == 0.0 {
+        return None;
+    }
+    e.iter_mut().for_each(|x| *x /= norm);
+    Some(e)
+}

@@ -1,0 +1,189 @@
+//! Windows of local activity + global labels → speaker turns on one timeline.
+//!
+//! Per global frame, the number of speakers is the rounded (Hamming-weighted)
+//! mean of the local counts of the windows that cover it, and that many global
+//! speakers are kept, those most active there. Two speakers can be active at once.
+
+use super::powerset::{self, LOCAL_SPEAKERS, LocalActivity};
+use super::segmentation::FRAME_STEP_SAMPLES;
+use crate::audio::ANALYSIS_SAMPLE_RATE;
+use crate::diarization::{Diarization, SpeakerId, Turn};
+
+/// One analysed window, placed on the global frame grid.
+pub struct PlacedWindow<'a> {
+    pub start_frame: usize,
+    pub activity: &'a LocalActivity,
+    /// Global speaker of each local speaker, if it was clustered.
+    pub speakers: [Option<usize>; LOCAL_SPEAKERS],
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct TurnParams {
+    /// Gaps shorter than this inside one speaker's speech are filled.
+    pub min_gap_seconds: f64,
+    /// Turns shorter than this are dropped.
+    pub min_turn_seconds: f64,
+}
+
+/// Frame `g` stands for the samples `[g·270 + 360, g·270 + 630)`: the middle
+/// of its receptive field, so consecutive frames tile the timeline.
+const FRAME_OFFSET_SAMPLES: usize = 360;
+
+/// Frames of the global grid whose centre lies inside `num_samples`.
+pub fn num_frames(num_samples: usize) -> usize {
+    // Frame g is centred on sample g·270 + 495.
+    (num_samples + FRAME_STEP_SAMPLES).saturating_sub(495) / FRAME_STEP_SAMPLES
+}
+
+fn frame_time(frame: usize, num_samples: usize) -> f64 {
+    let sample = (frame * FRAME_STEP_SAMPLES + FRAME_OFFSET_SAMPLES).min(num_samples);
+    sample as f64 / f64::from(ANALYSIS_SAMPLE_RATE)
+}
+
+pub fn reconstruct(windows: &[PlacedWindow], num_speakers: usize, num_samples: usize, params: TurnParams) -> Diarization {
+    let frames = num_frames(num_samples);
+    let mut count_sum = vec![0f32; frames];
+    let mut coverage = vec![0f32; frames];
+    let mut activation = vec![0f32; frames * num_speakers];
+    for w in windows {
+        let weights = hamming(w.activity.len());
+        for (i, local) in w.activity.iter().enumerate() {
+            let g = w.start_frame + i;
+            if g >= frames {
+                break;
+            }
+            count_sum[g] += weights[i] * powerset::count(local) as f32;
+            coverage[g] += weights[i];
+            for s in 0..LOCAL_SPEAKERS {
+                let Some(k) = w.speakers[s].filter(|_| local[s]) else {
+                    continue;
+                };
+                // Two local speakers on one global speaker count once.
+                let counted = (0..s).any(|r| local[r] && w.speakers[r] == Some(k));
+                if !counted {
+                    activation[g * num_speakers + k] += weights[i];
+                }
+            }
+        }
+    }
+
+    let mut active = vec![false; frames * num_speakers];
+    let mut order: Vec<usize> = Vec::with_capacity(num_speakers);
+    for g in 0..frames {
+        if coverage[g] == 0.0 {
+            continue;
+        }
+        let wanted = (count_sum[g] / coverage[g]).round() as usize;
+        let row = &activation[g * num_speakers..(g + 1) * num_speakers];
+        order.clear();
+        order.extend((0..num_speakers).filter(|&k| row[k] > 0.0));
+        order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+        for &k in order.iter().take(wanted) {
+            active[g * num_speakers + k] = true;
+        }
+    }
+
+    let mut turns = Vec::new();
+    for k in 0..num_speakers {
+        let mut run_start = None;
+        for g in 0..=frames {
+            let on = g < frames && active[g * num_speakers + k];
+            match (on, run_start) {
+                (true, None) => run_start = Some(g),
+                (false, Some(s)) => {
+                    turns.push(Turn {
+                        speaker: SpeakerId(k),
+                        start_seconds: frame_time(s, num_samples),
+                        end_seconds: frame_time(g, num_samples),
+                    });
+                    run_start = None;
+                }
+                _ => {}
+            }
+        }
+    }
+    let turns = tidy(turns, params);
+    let (turns, num_speakers) = renumber(turns);
+    Diarization {
+        turns,
+        num_speakers,
+        duration_seconds: num_samples as f64 / f64::from(ANALYSIS_SAMPLE_RATE),
+    }
+}
+
+/// Window edges are the model's least sure frames, so a frame counts most
+/// from the window it is central in.
+fn hamming(len: usize) -> Vec<f32> {
+    let span = len.saturating_sub(1).max(1) as f32;
+    (0..len)
+        .map(|i| 0.54 - 0.46 * (2.0 * std::f32::consts::PI * i as f32 / span).cos())
+        .collect()
+}
+
+/// Fills short gaps, then drops short turns; `turns` are grouped by speaker in time order.
+fn tidy(turns: Vec<Turn>, params: TurnParams) -> Vec<Turn> {
+    let mut filled: Vec<Turn> = Vec::with_capacity(turns.len());
+    for t in turns {
+        match filled.last_mut() {
+            Some(last) if last.speaker == t.speaker && t.start_seconds - last.end_seconds < params.min_gap_seconds => {
+                last.end_seconds = t.end_seconds;
+            }
+            _ => filled.push(t),
+        }
+    }
+    filled.retain(|t| t.duration_seconds() >= params.min_turn_seconds);
+    filled
+}
+
+/// Numbers speakers by first appearance and sorts turns by start time.
+fn renumber(mut turns: Vec<Turn>) -> (Vec<Turn>, usize) {
+    turns.sort_by(|a, b| a.start_seconds.total_cmp(&b.start_seconds).then(a.speaker.cmp(&b.speaker)));
+    let mut mapping: Vec<(SpeakerId, SpeakerId)> = Vec::new();
+    for t in &mut turns {
+        let next = SpeakerId(mapping.len());
+        let new = match mapping.iter().find(|(old, _)| *old == t.speaker) {
+            Some(&(_, new)) => new,
+            None => {
+                mapping.push((t.speaker, next));
+                next
+            }
+        };
+        t.speaker = new;
+    }
+    (turns, mapping.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_grid_tiles_the_audio() {
+        assert_eq!(num_frames(0), 0);
+        assert_eq!(num_frames(495), 1);
+        assert_eq!(num_frames(160_000), 591);
+    }
+
+    #[test]
+    fn overlap_survives_reconstruction() {
+        let mut activity: LocalActivity = vec![[false; LOCAL_SPEAKERS]; 300];
+        for (i, f) in activity.iter_mut().enumerate() {
+            f[0] = i < 200;
+            f[1] = i >= 100;
+        }
+        let windows = [PlacedWindow {
+            start_frame: 0,
+            activity: &activity,
+            speakers: [Some(1), Some(0), None],
+        }];
+        let params = TurnParams {
+            min_gap_seconds: 0.0,
+            min_turn_seconds: 0.0,
+        };
+        let d = reconstruct(&windows, 2, 300 * FRAME_STEP_SAMPLES + 1000, params);
+        assert_eq!(d.num_speakers, 2);
+        assert_eq!(d.turns.len(), 2);
+        assert_eq!(d.turns[0].speaker, SpeakerId(0));
+        assert!(d.turns[1].start_seconds < d.turns[0].end_seconds, "turns overlap");
+    }
+}
