@@ -42,16 +42,18 @@ pub struct Timings {
     pub outputs_seconds: f64,
 }
 
-/// Diarizes one file. `progress` is called with the seconds of audio analysed so far.
+/// Diarizes one file. `progress` is called with the seconds of audio analysed
+/// so far and the file's duration when its container states it.
 pub fn diarize_file(
     engine: &Engine,
     input: &Path,
     speakers: SpeakerCount,
-    mut progress: impl FnMut(f64),
+    mut progress: impl FnMut(f64, Option<f64>),
 ) -> Result<(AudioInfo, Diarization, Timings), PipelineError> {
     let started = Instant::now();
     let reader = AudioReader::open(input)?;
     let info = reader.info().clone();
+    let duration = info.duration_seconds();
     let (blocks, decoded) = mpsc::sync_channel::<Vec<f32>>(DECODED_BLOCKS_IN_FLIGHT);
 
     let (run, decode) = std::thread::scope(|scope| {
@@ -63,7 +65,7 @@ pub fn diarize_file(
                 continue; // drain, so the decoder never blocks on a full channel
             }
             match run.push(&block) {
-                Ok(()) => progress(run.pushed_seconds()),
+                Ok(()) => progress(run.pushed_seconds(), duration),
                 Err(e) => failure = Some(e),
             }
         }
@@ -107,7 +109,7 @@ pub fn process_file(
     input: &Path,
     out_dir: &Path,
     speakers: SpeakerCount,
-    progress: impl FnMut(f64),
+    progress: impl FnMut(f64, Option<f64>),
 ) -> Result<Report, PipelineError> {
     let (_, diarization, mut timings) = diarize_file(engine, input, speakers, progress)?;
     let started = Instant::now();
