@@ -7,7 +7,7 @@
 
 use std::path::Path;
 use std::sync::mpsc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -83,24 +83,31 @@ pub fn diarize_file(
     Ok((info, diarization, timings))
 }
 
-/// Decodes and resamples the whole file into `blocks`; returns the seconds spent.
+/// Decodes and resamples the whole file into `blocks`; returns the seconds
+/// spent decoding, not waiting for the engine.
 fn decode_for_analysis(mut reader: AudioReader, blocks: mpsc::SyncSender<Vec<f32>>) -> Result<f64, DecodeError> {
-    let started = Instant::now();
+    let mut busy = Duration::ZERO;
+    let mut started = Instant::now();
     let info = reader.info().clone();
     let mut resampler = AnalysisResampler::new(info.sample_rate, info.channels)?;
     let mut out = Vec::new();
     while let Some(block) = reader.next_block()? {
         resampler.push(block, &mut out);
-        if !out.is_empty() && blocks.send(std::mem::take(&mut out)).is_err() {
-            break; // the engine gave up
+        if !out.is_empty() {
+            busy += started.elapsed();
+            if blocks.send(std::mem::take(&mut out)).is_err() {
+                break; // the engine gave up
+            }
+            started = Instant::now();
         }
     }
     resampler.finish(&mut out);
+    busy += started.elapsed();
     if !out.is_empty() {
         // A closed channel means the engine already failed; it reports that.
         let _ = blocks.send(out);
     }
-    Ok(started.elapsed().as_secs_f64())
+    Ok(busy.as_secs_f64())
 }
 
 /// Diarizes `input` and writes `out_dir/<stem>.rttm`, `speaker_N.wav` and `result.json`.

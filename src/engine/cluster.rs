@@ -106,7 +106,7 @@ fn clusters_after(merges: &[ahc::Merge], points: &[Embedding], steps: usize) -> 
 }
 
 fn largest(mut clusters: Vec<Cluster>, k: usize) -> Vec<Cluster> {
-    clusters.sort_by(|a, b| b.size.cmp(&a.size));
+    clusters.sort_by_key(|c| std::cmp::Reverse(c.size));
     clusters.truncate(k);
     clusters
 }
@@ -161,12 +161,6 @@ fn assign_to_centroids(speakers: &[LocalSpeaker], centroids: &[Embedding]) -> Ve
             });
             let (_, columns) = kuhn_munkres(&weights);
             labels[start..end].copy_from_slice(&columns);
-            if std::env::var("DEBUG_ASSIGN").is_ok() {
-                for (r, s) in group.iter().enumerate() {
-                    let sims: Vec<String> = centroids.iter().map(|c| format!("{:.2}", cosine(&s.embedding, c))).collect();
-                    eprintln!("w{} rel={} -> {} sims {}", s.window, s.reliable, columns[r], sims.join(" "));
-                }
-            }
         } else {
             for (label, s) in labels[start..end].iter_mut().zip(group) {
                 *label = nearest(s);

@@ -272,7 +272,7 @@ impl<'e> OfflineRun<'e> {
 
     fn embed(&mut self, mut requests: Vec<EmbedRequest>) -> Result<Vec<(EmbedRequest, Option<Embedding>)>, RunError> {
         // Longest first, so the workers finish together.
-        requests.sort_by(|a, b| b.samples.len().cmp(&a.samples.len()));
+        requests.sort_by_key(|r| std::cmp::Reverse(r.samples.len()));
         let next = AtomicUsize::new(0);
         let results: Mutex<Vec<Option<Embedding>>> = Mutex::new(vec![None; requests.len()]);
         let engine = self.engine;
