@@ -40,12 +40,18 @@ pub enum SpeakerCount {
     /// Exactly this many (at least 1).
     Exact(usize),
     /// As many as the clustering finds, kept within the bounds.
-    Auto { min: Option<usize>, max: Option<usize> },
+    Auto {
+        min: Option<usize>,
+        max: Option<usize>,
+    },
 }
 
 impl Default for SpeakerCount {
     fn default() -> Self {
-        Self::Auto { min: None, max: None }
+        Self::Auto {
+            min: None,
+            max: None,
+        }
     }
 }
 
@@ -61,12 +67,18 @@ pub enum SpeakerCountError {
 
 impl SpeakerCount {
     /// Parses the user-facing options once, at the edge.
-    pub fn new(exact: Option<usize>, min: Option<usize>, max: Option<usize>) -> Result<Self, SpeakerCountError> {
+    pub fn new(
+        exact: Option<usize>,
+        min: Option<usize>,
+        max: Option<usize>,
+    ) -> Result<Self, SpeakerCountError> {
         match (exact, min, max) {
             (Some(_), Some(_), _) | (Some(_), _, Some(_)) => Err(SpeakerCountError::Conflicting),
             (Some(0), ..) | (_, _, Some(0)) => Err(SpeakerCountError::ZeroSpeakers),
             (Some(n), ..) => Ok(Self::Exact(n)),
-            (None, Some(a), Some(b)) if a > b => Err(SpeakerCountError::MinAboveMax { min: a, max: b }),
+            (None, Some(a), Some(b)) if a > b => {
+                Err(SpeakerCountError::MinAboveMax { min: a, max: b })
+            }
             (None, min, max) => Ok(Self::Auto { min, max }),
         }
     }
@@ -109,7 +121,7 @@ impl Default for DiarizationParams {
                 min_cluster_size: 2,
             },
             turns: reconstruct::TurnParams {
-                min_gap_seconds: 0.5,
+                min_gap_seconds: 0.3,
                 min_turn_seconds: 0.0,
             },
         }
@@ -154,10 +166,15 @@ impl Engine {
             let embedders: Vec<_> = (0..threads)
                 .map(|_| scope.spawn(|| Embedder::load(&embedding_path, 1)))
                 .collect();
-            let segmenters: Result<Vec<_>, _> = (0..threads).map(|_| Segmenter::load(&segmentation_path, 1)).collect();
+            let segmenters: Result<Vec<_>, _> = (0..threads)
+                .map(|_| Segmenter::load(&segmentation_path, 1))
+                .collect();
             let embedders: Result<Vec<_>, ModelError> = embedders
                 .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(model::panicked(embedding::MODEL_FILE))))
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(model::panicked(embedding::MODEL_FILE)))
+                })
                 .collect();
             (segmenters, embedders)
         });

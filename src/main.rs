@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "whospoke", version, about = "Who spoke when: speaker diarization and per-speaker tracks")]
+#[command(
+    name = "whospoke",
+    version,
+    about = "Who spoke when: speaker diarization and per-speaker tracks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -21,7 +25,10 @@ enum Command {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WHOSPOKE_LOG").unwrap_or_else(|_| "warn,symphonia_core=off,symphonia=off".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WHOSPOKE_LOG")
+                .unwrap_or_else(|_| "warn,symphonia_core=off,symphonia=off".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {

@@ -85,7 +85,10 @@ pub fn diarize_file(
 
 /// Decodes and resamples the whole file into `blocks`; returns the seconds
 /// spent decoding, not waiting for the engine.
-fn decode_for_analysis(mut reader: AudioReader, blocks: mpsc::SyncSender<Vec<f32>>) -> Result<f64, DecodeError> {
+fn decode_for_analysis(
+    mut reader: AudioReader,
+    blocks: mpsc::SyncSender<Vec<f32>>,
+) -> Result<f64, DecodeError> {
     let mut busy = Duration::ZERO;
     let mut started = Instant::now();
     let info = reader.info().clone();
@@ -120,7 +123,12 @@ pub fn process_file(
 ) -> Result<Report, PipelineError> {
     let (_, diarization, mut timings) = diarize_file(engine, input, speakers, progress)?;
     let started = Instant::now();
-    let mut report = output::write_all(AudioReader::open(input)?, &diarization, &file_id(input), out_dir)?;
+    let mut report = output::write_all(
+        AudioReader::open(input)?,
+        &diarization,
+        &file_id(input),
+        out_dir,
+    )?;
     timings.outputs_seconds = started.elapsed().as_secs_f64();
     // result.json gets the timings too, so a batch job's result shows where its time went.
     report.timing = serde_json::to_value(timings).ok();

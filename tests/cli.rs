@@ -34,9 +34,13 @@ fn diarizes_good_inputs_and_reports_bad_ones() {
         ],
         &[],
     );
-    assert!(!output.status.success(), "one bad input makes the exit code non-zero");
+    assert!(
+        !output.status.success(),
+        "one bad input makes the exit code non-zero"
+    );
 
-    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).expect("--json prints JSON");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("--json prints JSON");
     let results = summary["results"].as_array().unwrap();
     assert_eq!(results.len(), 2);
     assert_eq!(results[0]["ok"], true);
@@ -47,13 +51,19 @@ fn diarizes_good_inputs_and_reports_bad_ones() {
     assert!(summary["model_load_seconds"].as_f64().unwrap() > 0.0);
 
     let files = out.join("sample");
-    for name in ["sample.rttm", "speaker_0.wav", "speaker_1.wav", "result.json"] {
+    for name in [
+        "sample.rttm",
+        "speaker_0.wav",
+        "speaker_1.wav",
+        "result.json",
+    ] {
         assert!(files.join(name).is_file(), "{name} written");
     }
     assert!(!out.join("notes").join("result.json").exists());
     let rttm = std::fs::read_to_string(files.join("sample.rttm")).unwrap();
     assert!(rttm.lines().all(|l| l.starts_with("SPEAKER sample 1 ")));
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(files.join("result.json")).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(files.join("result.json")).unwrap()).unwrap();
     assert!(report["timing"]["embedding_seconds"].as_f64().unwrap() > 0.0);
 }
 
@@ -61,20 +71,35 @@ fn diarizes_good_inputs_and_reports_bad_ones() {
 fn prints_a_summary_table() {
     let dir = tempfile::tempdir().unwrap();
     let output = whospoke(
-        &["diarize", sample().to_str().unwrap(), "--out", dir.path().to_str().unwrap(), "--num-speakers", "2"],
+        &[
+            "diarize",
+            sample().to_str().unwrap(),
+            "--out",
+            dir.path().to_str().unwrap(),
+            "--num-speakers",
+            "2",
+        ],
         &[],
     );
     assert!(output.status.success());
     let text = String::from_utf8(output.stdout).unwrap();
     assert!(text.contains("2 speakers"), "{text}");
-    assert!(text.contains("SPEAKER_0") && text.contains("SPEAKER_1"), "{text}");
+    assert!(
+        text.contains("SPEAKER_0") && text.contains("SPEAKER_1"),
+        "{text}"
+    );
 }
 
 #[test]
 fn missing_runtime_names_the_setup_command() {
     let dir = tempfile::tempdir().unwrap();
     let output = whospoke(
-        &["diarize", sample().to_str().unwrap(), "--out", dir.path().to_str().unwrap()],
+        &[
+            "diarize",
+            sample().to_str().unwrap(),
+            "--out",
+            dir.path().to_str().unwrap(),
+        ],
         &[("WHOSPOKE_ORT_LIB", "/nonexistent/libonnxruntime.so.1.31.1")],
     );
     assert!(!output.status.success());
@@ -86,7 +111,14 @@ fn missing_runtime_names_the_setup_command() {
 #[test]
 fn rejects_contradictory_speaker_counts() {
     let output = whospoke(
-        &["diarize", sample().to_str().unwrap(), "--min-speakers", "3", "--max-speakers", "2"],
+        &[
+            "diarize",
+            sample().to_str().unwrap(),
+            "--min-speakers",
+            "3",
+            "--max-speakers",
+            "2",
+        ],
         &[],
     );
     assert!(!output.status.success());

@@ -66,7 +66,8 @@ struct Outcome {
 }
 
 pub fn run(args: Args) -> ExitCode {
-    let speakers = match SpeakerCount::new(args.num_speakers, args.min_speakers, args.max_speakers) {
+    let speakers = match SpeakerCount::new(args.num_speakers, args.min_speakers, args.max_speakers)
+    {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
@@ -111,12 +112,26 @@ pub fn run(args: Args) -> ExitCode {
             Err(e) => return fail(&e),
         }
     } else if results.len() > 1 {
-        println!("{} of {} inputs diarized", results.len() - failed, results.len());
+        println!(
+            "{} of {} inputs diarized",
+            results.len() - failed,
+            results.len()
+        );
     }
-    if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
-fn diarize_one(engine: &Engine, input: &Path, dir: &Path, speakers: SpeakerCount, quiet: bool) -> Outcome {
+fn diarize_one(
+    engine: &Engine,
+    input: &Path,
+    dir: &Path,
+    speakers: SpeakerCount,
+    quiet: bool,
+) -> Outcome {
     let bar = progress_bar(input, quiet);
     let result = pipeline::process_file(engine, input, dir, speakers, |done, total| {
         if let Some(total) = total {
@@ -161,8 +176,9 @@ fn progress_bar(input: &Path, quiet: bool) -> ProgressBar {
     }
     let bar = ProgressBar::new(0);
     // Positions are tenths of a second of audio.
-    let style = ProgressStyle::with_template("{msg} [{bar:30}] {percent:>3}% {elapsed_precise} eta {eta}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style =
+        ProgressStyle::with_template("{msg} [{bar:30}] {percent:>3}% {elapsed_precise} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style.progress_chars("=> "));
     bar.set_message(input.display().to_string());
     bar
@@ -180,7 +196,10 @@ fn print_outcome(outcome: &Outcome) {
                 report.total_speech_seconds,
                 dir.display()
             );
-            println!("  {:<11} {:>9} {:>7} {:>6} {:>10} {:>8} {:>8}", "speaker", "speaking", "share", "turns", "overlap", "rms dB", "peak dB");
+            println!(
+                "  {:<11} {:>9} {:>7} {:>6} {:>10} {:>8} {:>8}",
+                "speaker", "speaking", "share", "turns", "overlap", "rms dB", "peak dB"
+            );
             for s in &report.speakers {
                 println!(
                     "  {:<11} {:>8.1}s {:>6.1}% {:>6} {:>9.1}s {:>8.1} {:>8.1}",

@@ -57,7 +57,10 @@ fn centroids(points: &[Embedding], count: SpeakerCount, params: ClusterParams) -
         .position(|m| m.distance > params.threshold)
         .unwrap_or(merges.len());
     let clusters = clusters_after(&merges, points, steps);
-    let large = clusters.iter().filter(|c| c.size >= params.min_cluster_size).count();
+    let large = clusters
+        .iter()
+        .filter(|c| c.size >= params.min_cluster_size)
+        .count();
 
     let wanted = match count {
         SpeakerCount::Exact(k) => Some(k),
@@ -148,11 +151,18 @@ fn assign_to_centroids(speakers: &[LocalSpeaker], centroids: &[Embedding]) -> Ve
     let mut start = 0;
     while start < speakers.len() {
         let window = speakers[start].window;
-        let end = start + speakers[start..].iter().take_while(|s| s.window == window).count();
+        let end = start
+            + speakers[start..]
+                .iter()
+                .take_while(|s| s.window == window)
+                .count();
         let group = &speakers[start..end];
         let nearest = |s: &LocalSpeaker| {
             (0..centroids.len())
-                .max_by(|&a, &b| cosine(&s.embedding, &centroids[a]).total_cmp(&cosine(&s.embedding, &centroids[b])))
+                .max_by(|&a, &b| {
+                    cosine(&s.embedding, &centroids[a])
+                        .total_cmp(&cosine(&s.embedding, &centroids[b]))
+                })
                 .unwrap_or(0)
         };
         if group.len() <= centroids.len() {
@@ -208,11 +218,7 @@ mod tests {
     #[test]
     fn cannot_link_keeps_one_window_apart() {
         // Both local speakers of window 0 look like speaker A, but they were heard at once.
-        let speakers = [
-            speaker(0, 0, 0.0),
-            speaker(0, 0, 0.3),
-            speaker(1, 20, 0.0),
-        ];
+        let speakers = [speaker(0, 0, 0.0), speaker(0, 0, 0.3), speaker(1, 20, 0.0)];
         let labels = assign(&speakers, SpeakerCount::Exact(2), PARAMS);
         assert_ne!(labels[0], labels[1]);
     }
@@ -233,6 +239,13 @@ mod tests {
             },
             PARAMS,
         );
-        assert_eq!(labels.iter().copied().collect::<std::collections::BTreeSet<_>>().len(), 2);
+        assert_eq!(
+            labels
+                .iter()
+                .copied()
+                .collect::<std::collections::BTreeSet<_>>()
+                .len(),
+            2
+        );
     }
 }

@@ -34,10 +34,14 @@ impl Embedder {
     /// padding changes its embedding.
     pub fn run(&mut self, features: &[f32], frames: usize) -> Result<Vec<Embedding>, ModelError> {
         let per_segment = frames * NUM_MEL_BINS;
-        if frames < MIN_FRAMES || features.is_empty() || !features.len().is_multiple_of(per_segment) {
+        if frames < MIN_FRAMES || features.is_empty() || !features.len().is_multiple_of(per_segment)
+        {
             return Err(ModelError::Shape {
                 model: MODEL_FILE,
-                detail: format!("{} values do not make segments of {frames} frames (minimum {MIN_FRAMES})", features.len()),
+                detail: format!(
+                    "{} values do not make segments of {frames} frames (minimum {MIN_FRAMES})",
+                    features.len()
+                ),
             });
         }
         let batch = features.len() / per_segment;

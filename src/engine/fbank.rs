@@ -196,7 +196,10 @@ mod tests {
         let frames = Fbank::new().compute(&samples, &mut features);
         assert_eq!(features.len(), frames * NUM_MEL_BINS);
         for bin in 0..NUM_MEL_BINS {
-            let mean: f32 = (0..frames).map(|t| features[t * NUM_MEL_BINS + bin]).sum::<f32>() / frames as f32;
+            let mean: f32 = (0..frames)
+                .map(|t| features[t * NUM_MEL_BINS + bin])
+                .sum::<f32>()
+                / frames as f32;
             assert!(mean.abs() < 1e-4, "bin {bin} mean {mean}");
         }
     }

@@ -14,7 +14,10 @@ pub enum ModelError {
     #[error("failed to load model {path}: {message}")]
     Load { path: PathBuf, message: String },
     #[error("model {model} failed: {message}")]
-    Run { model: &'static str, message: String },
+    Run {
+        model: &'static str,
+        message: String,
+    },
     #[error("model {model}: unexpected tensor shape: {detail}")]
     Shape { model: &'static str, detail: String },
 }

@@ -124,7 +124,8 @@ impl<'e> OfflineRun<'e> {
             .map(|&f| f * FRAME_STEP_SAMPLES + self.window_samples);
         if self.total_samples > 0 && covered.is_none_or(|end| end < self.total_samples) {
             // A last window flush with the end, zero-padded by under one frame.
-            let tail = (self.total_samples.saturating_sub(self.window_samples)).div_ceil(FRAME_STEP_SAMPLES);
+            let tail = (self.total_samples.saturating_sub(self.window_samples))
+                .div_ceil(FRAME_STEP_SAMPLES);
             starts.push(tail);
         }
         for batch in starts.chunks(BATCH_WINDOWS) {
@@ -143,7 +144,12 @@ impl<'e> OfflineRun<'e> {
                 speakers: *speakers,
             })
             .collect();
-        let diarization = reconstruct::reconstruct(&windows, placed.1, self.total_samples, self.engine.params.turns);
+        let diarization = reconstruct::reconstruct(
+            &windows,
+            placed.1,
+            self.total_samples,
+            self.engine.params.turns,
+        );
         self.times.clustering_seconds = clustering.elapsed().as_secs_f64();
         Ok((diarization, self.times))
     }
@@ -169,9 +175,13 @@ impl<'e> OfflineRun<'e> {
         for (j, activity) in activities.into_iter().enumerate() {
             let start_frame = starts[j];
             let samples = &audio[j * self.window_samples..(j + 1) * self.window_samples];
-            let valid = self.total_samples.saturating_sub(start_frame * FRAME_STEP_SAMPLES);
+            let valid = self
+                .total_samples
+                .saturating_sub(start_frame * FRAME_STEP_SAMPLES);
             for local in 0..LOCAL_SPEAKERS {
-                if let Some((speech, reliable)) = self.embedding_audio(&activity, local, samples, valid) {
+                if let Some((speech, reliable)) =
+                    self.embedding_audio(&activity, local, samples, valid)
+                {
                     requests.push(EmbedRequest {
                         window: first_window + j,
                         local,
@@ -187,16 +197,20 @@ impl<'e> OfflineRun<'e> {
             });
         }
         for (request, embedding) in self.embed(requests)? {
-            self.windows[request.window].embeddings[request.local] = embedding.map(|embedding| LocalEmbedding {
-                embedding,
-                reliable: request.reliable,
-            });
+            self.windows[request.window].embeddings[request.local] =
+                embedding.map(|embedding| LocalEmbedding {
+                    embedding,
+                    reliable: request.reliable,
+                });
         }
 
         self.next_window_frame = self.next_window_frame.max(last + self.step_frames);
         // The last window may start before the next regular one: keep a window's worth.
-        let keep_from = (self.next_window_frame * FRAME_STEP_SAMPLES).min(self.total_samples.saturating_sub(self.window_samples));
-        let drop = keep_from.saturating_sub(self.buffer_start).min(self.buffer.len());
+        let keep_from = (self.next_window_frame * FRAME_STEP_SAMPLES)
+            .min(self.total_samples.saturating_sub(self.window_samples));
+        let drop = keep_from
+            .saturating_sub(self.buffer_start)
+            .min(self.buffer.len());
         self.buffer.drain(..drop);
         self.buffer_start += drop;
         Ok(())
@@ -206,9 +220,12 @@ impl<'e> OfflineRun<'e> {
     fn window_audio(&self, starts: &[usize]) -> Vec<f32> {
         let mut audio = vec![0.0; starts.len() * self.window_samples];
         for (j, &f) in starts.iter().enumerate() {
-            let from = (f * FRAME_STEP_SAMPLES).saturating_sub(self.buffer_start).min(self.buffer.len());
+            let from = (f * FRAME_STEP_SAMPLES)
+                .saturating_sub(self.buffer_start)
+                .min(self.buffer.len());
             let to = (from + self.window_samples).min(self.buffer.len());
-            audio[j * self.window_samples..j * self.window_samples + (to - from)].copy_from_slice(&self.buffer[from..to]);
+            audio[j * self.window_samples..j * self.window_samples + (to - from)]
+                .copy_from_slice(&self.buffer[from..to]);
         }
         audio
     }
@@ -217,23 +234,28 @@ impl<'e> OfflineRun<'e> {
         let per_worker = windows.div_ceil(self.engine.threads);
         let engine = self.engine;
         let window_samples = self.window_samples;
-        let results: Vec<Result<(Vec<LocalActivity>, Duration), ModelError>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = audio
-                .chunks(per_worker * window_samples)
-                .map(|part| {
-                    scope.spawn(move || {
-                        let started = Instant::now();
-                        let log_probs = engine.segmenters.take().run(part, window_samples)?;
-                        let activity = log_probs.iter().map(|lp| powerset::decode(lp)).collect();
-                        Ok((activity, started.elapsed()))
+        let results: Vec<Result<(Vec<LocalActivity>, Duration), ModelError>> =
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = audio
+                    .chunks(per_worker * window_samples)
+                    .map(|part| {
+                        scope.spawn(move || {
+                            let started = Instant::now();
+                            let log_probs = engine.segmenters.take().run(part, window_samples)?;
+                            let activity =
+                                log_probs.iter().map(|lp| powerset::decode(lp)).collect();
+                            Ok((activity, started.elapsed()))
+                        })
                     })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(super::model::panicked("segmentation"))))
-                .collect()
-        });
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err(super::model::panicked("segmentation")))
+                    })
+                    .collect()
+            });
         let mut activities = Vec::with_capacity(windows);
         for result in results {
             let (part, spent) = result?;
@@ -245,14 +267,22 @@ impl<'e> OfflineRun<'e> {
 
     /// Speech of one local speaker to embed: its clean frames when there are
     /// enough, else all its frames; `None` when it says too little.
-    fn embedding_audio(&self, activity: &LocalActivity, local: usize, window: &[f32], valid_samples: usize) -> Option<(Vec<f32>, bool)> {
+    fn embedding_audio(
+        &self,
+        activity: &LocalActivity,
+        local: usize,
+        window: &[f32],
+        valid_samples: usize,
+    ) -> Option<(Vec<f32>, bool)> {
         let params = &self.engine.params;
         let frame_seconds = FRAME_STEP_SAMPLES as f64 / f64::from(ANALYSIS_SAMPLE_RATE);
         let in_audio = |i: usize| i * FRAME_STEP_SAMPLES + 630 <= valid_samples;
         let active = |i: usize| activity[i][local] && in_audio(i);
         let clean = |i: usize| active(i) && powerset::count(&activity[i]) == 1;
-        let clean_seconds = (0..activity.len()).filter(|&i| clean(i)).count() as f64 * frame_seconds;
-        let active_seconds = (0..activity.len()).filter(|&i| active(i)).count() as f64 * frame_seconds;
+        let clean_seconds =
+            (0..activity.len()).filter(|&i| clean(i)).count() as f64 * frame_seconds;
+        let active_seconds =
+            (0..activity.len()).filter(|&i| active(i)).count() as f64 * frame_seconds;
         let selected: Vec<usize> = if clean_seconds >= params.min_clean_seconds {
             (0..activity.len()).filter(|&i| clean(i)).collect()
         } else if active_seconds >= params.min_embed_seconds {
@@ -270,7 +300,10 @@ impl<'e> OfflineRun<'e> {
         enough.then_some((samples, clean_seconds >= params.min_reliable_seconds))
     }
 
-    fn embed(&mut self, mut requests: Vec<EmbedRequest>) -> Result<Vec<(EmbedRequest, Option<Embedding>)>, RunError> {
+    fn embed(
+        &mut self,
+        mut requests: Vec<EmbedRequest>,
+    ) -> Result<Vec<(EmbedRequest, Option<Embedding>)>, RunError> {
         // Longest first, so the workers finish together.
         requests.sort_by_key(|r| std::cmp::Reverse(r.samples.len()));
         let next = AtomicUsize::new(0);
@@ -294,7 +327,11 @@ impl<'e> OfflineRun<'e> {
                             let frames = fbank.compute(&request.samples, &mut features);
                             fbank_time += started.elapsed();
                             let started = Instant::now();
-                            let embedding = embedder.run(&features, frames)?.into_iter().next().and_then(normalised);
+                            let embedding = embedder
+                                .run(&features, frames)?
+                                .into_iter()
+                                .next()
+                                .and_then(normalised);
                             model_time += started.elapsed();
                             results.lock().unwrap_or_else(|e| e.into_inner())[i] = embedding;
                         }
@@ -303,7 +340,10 @@ impl<'e> OfflineRun<'e> {
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(super::model::panicked("embedding"))))
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(super::model::panicked("embedding")))
+                })
                 .collect()
         });
         for s in spent {

@@ -22,7 +22,10 @@ impl<T> Pool<T> {
         let mut idle = self.lock();
         loop {
             if let Some(item) = idle.pop() {
-                return Lease { pool: self, item: Some(item) };
+                return Lease {
+                    pool: self,
+                    item: Some(item),
+                };
             }
             idle = self.returned.wait(idle).unwrap_or_else(|e| e.into_inner());
         }

@@ -20,6 +20,7 @@ pub struct PlacedWindow<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct TurnParams {
     /// Gaps shorter than this inside one speaker's speech are filled.
+    /// Default 0.3, the pause below which NIST RT scoring merges segments.
     pub min_gap_seconds: f64,
     /// Turns shorter than this are dropped.
     pub min_turn_seconds: f64,
@@ -40,7 +41,12 @@ fn frame_time(frame: usize, num_samples: usize) -> f64 {
     sample as f64 / f64::from(ANALYSIS_SAMPLE_RATE)
 }
 
-pub fn reconstruct(windows: &[PlacedWindow], num_speakers: usize, num_samples: usize, params: TurnParams) -> Diarization {
+pub fn reconstruct(
+    windows: &[PlacedWindow],
+    num_speakers: usize,
+    num_samples: usize,
+    params: TurnParams,
+) -> Diarization {
     let frames = num_frames(num_samples);
     let mut count_sum = vec![0f32; frames];
     let mut coverage = vec![0f32; frames];
@@ -125,7 +131,10 @@ fn tidy(turns: Vec<Turn>, params: TurnParams) -> Vec<Turn> {
     let mut filled: Vec<Turn> = Vec::with_capacity(turns.len());
     for t in turns {
         match filled.last_mut() {
-            Some(last) if last.speaker == t.speaker && t.start_seconds - last.end_seconds < params.min_gap_seconds => {
+            Some(last)
+                if last.speaker == t.speaker
+                    && t.start_seconds - last.end_seconds < params.min_gap_seconds =>
+            {
                 last.end_seconds = t.end_seconds;
             }
             _ => filled.push(t),
@@ -137,7 +146,11 @@ fn tidy(turns: Vec<Turn>, params: TurnParams) -> Vec<Turn> {
 
 /// Numbers speakers by first appearance and sorts turns by start time.
 fn renumber(mut turns: Vec<Turn>) -> (Vec<Turn>, usize) {
-    turns.sort_by(|a, b| a.start_seconds.total_cmp(&b.start_seconds).then(a.speaker.cmp(&b.speaker)));
+    turns.sort_by(|a, b| {
+        a.start_seconds
+            .total_cmp(&b.start_seconds)
+            .then(a.speaker.cmp(&b.speaker))
+    });
     let mut mapping: Vec<(SpeakerId, SpeakerId)> = Vec::new();
     for t in &mut turns {
         let next = SpeakerId(mapping.len());
@@ -184,6 +197,9 @@ mod tests {
         assert_eq!(d.num_speakers, 2);
         assert_eq!(d.turns.len(), 2);
         assert_eq!(d.turns[0].speaker, SpeakerId(0));
-        assert!(d.turns[1].start_seconds < d.turns[0].end_seconds, "turns overlap");
+        assert!(
+            d.turns[1].start_seconds < d.turns[0].end_seconds,
+            "turns overlap"
+        );
     }
 }

@@ -44,7 +44,11 @@ impl Segmenter {
     }
 
     /// Runs a batch of windows of `window_samples` each, back to back in `windows`.
-    pub fn run(&mut self, windows: &[f32], window_samples: usize) -> Result<Vec<WindowLogProbs>, ModelError> {
+    pub fn run(
+        &mut self,
+        windows: &[f32],
+        window_samples: usize,
+    ) -> Result<Vec<WindowLogProbs>, ModelError> {
         let batch = windows.len() / window_samples.max(1);
         let frames = frames_for(window_samples);
         if batch == 0 || frames == 0 || !windows.len().is_multiple_of(window_samples) {

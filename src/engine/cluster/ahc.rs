@@ -22,7 +22,9 @@ pub fn dendrogram(points: &[[f32; EMBEDDING_DIM]]) -> Vec<Merge> {
     let mut sums: Vec<[f32; EMBEDDING_DIM]> = points.to_vec();
     let mut sizes = vec![1usize; n];
     let mut alive = vec![true; n];
-    let mut nearest: Vec<(usize, f32)> = (0..n).map(|i| scan_nearest(i, &sums, &sizes, &alive)).collect();
+    let mut nearest: Vec<(usize, f32)> = (0..n)
+        .map(|i| scan_nearest(i, &sums, &sizes, &alive))
+        .collect();
     let mut merges = Vec::with_capacity(n.saturating_sub(1));
 
     for _ in 1..n {
@@ -34,7 +36,11 @@ pub fn dendrogram(points: &[[f32; EMBEDDING_DIM]]) -> Vec<Merge> {
             break;
         };
         let (into, from) = (a.min(b), a.max(b));
-        merges.push(Merge { into, from, distance });
+        merges.push(Merge {
+            into,
+            from,
+            distance,
+        });
         let from_sum = sums[from];
         for (s, f) in sums[into].iter_mut().zip(from_sum) {
             *s += f;
@@ -60,7 +66,12 @@ pub fn dendrogram(points: &[[f32; EMBEDDING_DIM]]) -> Vec<Merge> {
     merges
 }
 
-fn scan_nearest(i: usize, sums: &[[f32; EMBEDDING_DIM]], sizes: &[usize], alive: &[bool]) -> (usize, f32) {
+fn scan_nearest(
+    i: usize,
+    sums: &[[f32; EMBEDDING_DIM]],
+    sizes: &[usize],
+    alive: &[bool],
+) -> (usize, f32) {
     (0..sums.len())
         .filter(|&j| j != i && alive[j])
         .map(|j| (j, centroid_distance(&sums[i], sizes[i], &sums[j], sizes[j])))
@@ -68,7 +79,12 @@ fn scan_nearest(i: usize, sums: &[[f32; EMBEDDING_DIM]], sizes: &[usize], alive:
         .unwrap_or((i, f32::INFINITY))
 }
 
-fn centroid_distance(a: &[f32; EMBEDDING_DIM], na: usize, b: &[f32; EMBEDDING_DIM], nb: usize) -> f32 {
+fn centroid_distance(
+    a: &[f32; EMBEDDING_DIM],
+    na: usize,
+    b: &[f32; EMBEDDING_DIM],
+    nb: usize,
+) -> f32 {
     let (wa, wb) = (1.0 / na as f32, 1.0 / nb as f32);
     a.iter()
         .zip(b)
