@@ -118,6 +118,45 @@ for i in 1 2 3; do
 done
 
 # ---------------------------------------------------------------------------------------
+# Calibration: the bare models in Python's onnxruntime, 1 thread, against the figures
+# measured when ../shared/models/MODELS.md was written. These VMs are shared and their
+# speed drifts; the ratio says how this run's machine compares.
+# ---------------------------------------------------------------------------------------
+CALIBRATION="$TMP/calibration.json"
+if [ -x "$ROOT/.venv/bin/python" ] && "$ROOT/.venv/bin/python" -c 'import onnxruntime' 2>/dev/null; then
+    echo "== calibration: bare CAM++ and segmentation calls in onnxruntime"
+    "$ROOT/.venv/bin/python" - "$ROOT/models" > "$CALIBRATION" <<'EOF'
+import json, sys, time
+import numpy as np
+import onnxruntime as ort
+
+def session(path):
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+def median_ms(sess, name, x, runs=10):
+    sess.run(None, {name: x})
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        sess.run(None, {name: x})
+        times.append(time.perf_counter() - t)
+    return 1000 * sorted(times)[len(times) // 2]
+
+rng = np.random.default_rng(0)
+models = sys.argv[1]
+campplus = median_ms(session(f"{models}/campplus-en-zh.onnx"), "fbank", rng.standard_normal((1, 298, 80), dtype=np.float32))
+segmentation = median_ms(session(f"{models}/segmentation-3.0.onnx"), "waveform", 0.1 * rng.standard_normal((1, 1, 160000), dtype=np.float32))
+print(json.dumps({"campplus_3s_ms": campplus, "segmentation_10s_ms": segmentation}))
+EOF
+else
+    echo "== calibration skipped: .venv has no onnxruntime (run scripts/setup.sh)"
+    echo '{}' > "$CALIBRATION"
+fi
+
+# ---------------------------------------------------------------------------------------
 # The benchmark run
 # ---------------------------------------------------------------------------------------
 echo "== diarize ${BIG#"$ROOT"/} ${THREADS[*]} ${EXTRA[*]}"
@@ -125,11 +164,12 @@ t0=$(now)
 "$BIN" diarize "$BIG" --out "$TMP/big" --json "${THREADS[@]}" "${EXTRA[@]}" > "$TMP/run.json"
 t1=$(now)
 
-python3 - "$TMP/run.json" "$t0" "$t1" "$BENCH/last_run.json" "$TMP" "${STARTUP[@]}" <<'EOF'
+python3 - "$TMP/run.json" "$t0" "$t1" "$BENCH/last_run.json" "$TMP" "$CALIBRATION" "${STARTUP[@]}" <<'EOF'
 import json, os, statistics, sys, wave
 
 run_path, t0, t1, save, tmp = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5]
-startup = [float(x) for x in sys.argv[6:]]
+calibration = json.load(open(sys.argv[6]))
+startup = [float(x) for x in sys.argv[7:]]
 wall = t1 - t0
 run = json.load(open(run_path))
 res = run["results"][0]
@@ -178,11 +218,26 @@ for s in stages:
         print(f"  {s:<14} {v:8.2f} s {pct:6.1f} %   ({audio / v if v else float('inf'):8.0f}x RT)")
 print(f"  {'sum':<14} {known:8.2f} s")
 
+# MODELS.md section 3, 1 intra-op thread: 43.9 ms per 3 s CAM++ call, 36.6 ms per 10 s window.
+REFERENCE = {"campplus_3s_ms": 43.9, "segmentation_10s_ms": 36.6}
+slowdown = None
+if calibration:
+    print()
+    print("calibration (bare models in Python onnxruntime, 1 thread; reference = MODELS.md)")
+    ratios = []
+    for key, ref in REFERENCE.items():
+        now = calibration[key]
+        ratios.append(now / ref)
+        print(f"  {key:<22} {now:7.1f} ms now vs {ref:5.1f} ms then ({now / ref:.2f}x slower)")
+    slowdown = statistics.mean(ratios)
+    print(f"  machine is {slowdown:.2f}x slower than when MODELS.md/PERF.md were measured;")
+    print(f"  RTFx excl. load scaled to that state: {audio / (wall - load) * slowdown:.1f}x, analysis only: {audio / analysis * slowdown if analysis else float('nan'):.1f}x")
+
 json.dump({
     "audio_seconds": audio, "process_wall_seconds": wall,
     "rtfx_including_load": audio / wall, "rtfx_excluding_load": audio / (wall - load) if wall > load else None,
     "rtfx_analysis": audio / analysis if analysis else None,
-    "startup_1s_file_seconds": startup, "cli": run,
+    "startup_1s_file_seconds": startup, "calibration": calibration, "machine_slowdown": slowdown, "cli": run,
 }, open(save, "w"), indent=1)
 print(f"\n(saved {os.path.relpath(save)})")
 EOF

@@ -27,7 +27,8 @@ ORT_DIR="${WHOSPOKE_ORT_DIR:-$ROOT/.onnxruntime}"
 VENV="$ROOT/.venv"
 PYTHON="${PYTHON:-python3}"
 # Exact line from ../shared/tools/README.md (fully pinned alternative).
-SCORER_PKGS=(pyannote.metrics==4.0.0 pyannote.core==6.1.0 numpy==2.4.6 scipy==1.17.1 soundfile==0.14.0)
+# onnxruntime lets scripts/bench_offline.sh time the bare models as a calibration.
+SCORER_PKGS=(pyannote.metrics==4.0.0 pyannote.core==6.1.0 numpy==2.4.6 scipy==1.17.1 soundfile==0.14.0 onnxruntime==1.31.1)
 
 DO_APT=1
 DO_BUILD=1

@@ -25,6 +25,8 @@ pub mod reconstruct;
 pub mod segmentation;
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
 pub use model::ModelError;
 pub use offline::{OfflineRun, RunError, StageTimes};
@@ -99,6 +101,9 @@ pub struct DiarizationParams {
     pub min_clean_seconds: f64,
     /// Local speakers with less speech than this get no embedding. Default 0.4.
     pub min_embed_seconds: f64,
+    /// At most this much of a local speaker's speech is embedded, the part
+    /// nearest the window's centre. Default 3.0 (no less accurate on dev than 5).
+    pub max_embed_seconds: f64,
     /// Local speakers with this much clean speech shape the clusters; the rest
     /// are only assigned to them. Default 2.0.
     pub min_reliable_seconds: f64,
@@ -115,6 +120,7 @@ impl Default for DiarizationParams {
             step_seconds: 2.5,
             min_clean_seconds: 1.0,
             min_embed_seconds: 0.4,
+            max_embed_seconds: 3.0,
             min_reliable_seconds: 2.0,
             cluster: cluster::ClusterParams {
                 threshold: 0.85,
@@ -150,7 +156,10 @@ impl Default for EngineConfig {
 /// sessions, so runs in parallel never wait on one another's inference.
 pub struct Engine {
     segmenters: Pool<Segmenter>,
-    embedders: Pool<Embedder>,
+    embedders: Arc<Pool<Embedder>>,
+    /// Background session loads; joined on drop, since ONNX Runtime must not
+    /// be torn down at exit while a session is still loading.
+    loaders: Vec<JoinHandle<()>>,
     threads: usize,
     params: DiarizationParams,
 }
@@ -161,26 +170,24 @@ impl Engine {
         let dir = config.models_dir.as_deref();
         let segmentation_path = runtime::model_path(dir, segmentation::MODEL_FILE)?;
         let embedding_path = runtime::model_path(dir, embedding::MODEL_FILE)?;
-        // Sessions load in parallel: CAM++'s graph optimisation dominates start-up.
-        let (segmenters, embedders) = std::thread::scope(|scope| {
-            let embedders: Vec<_> = (0..threads)
-                .map(|_| scope.spawn(|| Embedder::load(&embedding_path, 1)))
-                .collect();
-            let segmenters: Result<Vec<_>, _> = (0..threads)
-                .map(|_| Segmenter::load(&segmentation_path, 1))
-                .collect();
-            let embedders: Result<Vec<_>, ModelError> = embedders
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(model::panicked(embedding::MODEL_FILE)))
-                })
-                .collect();
-            (segmenters, embedders)
-        });
+        let segmenters = Pool::empty();
+        for _ in 0..threads {
+            segmenters.supply(Ok(Segmenter::load(&segmentation_path, 1)?));
+        }
+        // CAM++ takes about a second per session to load; the first batch of
+        // windows is decoded and segmented meanwhile, so start-up does not wait.
+        let embedders = Arc::new(Pool::empty());
+        let loaders = (0..threads)
+            .map(|_| {
+                let pool = Arc::clone(&embedders);
+                let path = embedding_path.clone();
+                std::thread::spawn(move || pool.supply(Embedder::load(&path, 1)))
+            })
+            .collect();
         Ok(Self {
-            segmenters: Pool::new(segmenters?),
-            embedders: Pool::new(embedders?),
+            segmenters,
+            embedders,
+            loaders,
             threads,
             params: DiarizationParams::default(),
         })
@@ -199,5 +206,14 @@ impl Engine {
     /// Starts diarizing one recording; push its 16 kHz mono samples into the run.
     pub fn start(&self, speakers: SpeakerCount) -> OfflineRun<'_> {
         OfflineRun::new(self, speakers)
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        for loader in self.loaders.drain(..) {
+            // A loader that panicked has nothing left to clean up.
+            let _ = loader.join();
+        }
     }
 }

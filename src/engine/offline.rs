@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::cluster::{self, LocalSpeaker};
-use super::embedding::{Embedding, MIN_FRAMES};
+use super::embedding::{self, Embedding, MIN_FRAMES};
 use super::fbank::{self, Fbank};
 use super::model::ModelError;
 use super::powerset::{self, LOCAL_SPEAKERS, LocalActivity};
 use super::reconstruct::{self, PlacedWindow};
-use super::segmentation::{FRAME_STEP_SAMPLES, MIN_WINDOW_SAMPLES};
+use super::segmentation::{FRAME_STEP_SAMPLES, MIN_WINDOW_SAMPLES, MODEL_FILE};
 use super::{Engine, SpeakerCount};
 use crate::audio::ANALYSIS_SAMPLE_RATE;
 use crate::diarization::Diarization;
@@ -241,7 +241,10 @@ impl<'e> OfflineRun<'e> {
                     .map(|part| {
                         scope.spawn(move || {
                             let started = Instant::now();
-                            let log_probs = engine.segmenters.take().run(part, window_samples)?;
+                            let log_probs = engine
+                                .segmenters
+                                .take(MODEL_FILE)?
+                                .run(part, window_samples)?;
                             let activity =
                                 log_probs.iter().map(|lp| powerset::decode(lp)).collect();
                             Ok((activity, started.elapsed()))
@@ -283,13 +286,21 @@ impl<'e> OfflineRun<'e> {
             (0..activity.len()).filter(|&i| clean(i)).count() as f64 * frame_seconds;
         let active_seconds =
             (0..activity.len()).filter(|&i| active(i)).count() as f64 * frame_seconds;
-        let selected: Vec<usize> = if clean_seconds >= params.min_clean_seconds {
+        let mut selected: Vec<usize> = if clean_seconds >= params.min_clean_seconds {
             (0..activity.len()).filter(|&i| clean(i)).collect()
         } else if active_seconds >= params.min_embed_seconds {
             (0..activity.len()).filter(|&i| active(i)).collect()
         } else {
             return None;
         };
+        let cap = (params.max_embed_seconds / frame_seconds) as usize;
+        if selected.len() > cap {
+            // Embedding cost grows with length; the window's centre is segmented best.
+            let centre = activity.len() / 2;
+            selected.sort_by_key(|&i| i.abs_diff(centre));
+            selected.truncate(cap);
+            selected.sort_unstable();
+        }
         // Frame i stands for the 270 samples around its centre, so selected frames tile.
         let mut samples = Vec::with_capacity(selected.len() * FRAME_STEP_SAMPLES);
         for i in selected {
@@ -313,7 +324,7 @@ impl<'e> OfflineRun<'e> {
             let handles: Vec<_> = (0..engine.threads.min(requests.len()))
                 .map(|_| {
                     scope.spawn(|| {
-                        let mut embedder = engine.embedders.take();
+                        let mut embedder = engine.embedders.take(embedding::MODEL_FILE)?;
                         let mut fbank = Fbank::new();
                         let mut features = Vec::new();
                         let (mut fbank_time, mut model_time) = (Duration::ZERO, Duration::ZERO);

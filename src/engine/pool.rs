@@ -1,39 +1,70 @@
 //! A pool of model sessions: `Session::run` needs `&mut`, so each worker
 //! checks one out for as long as it needs it.
+//!
+//! Sessions may arrive after the pool is made (they load in the background,
+//! so start-up does not wait for them); `take` waits for the first free one
+//! and reports a failed load instead of waiting forever.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::{Condvar, Mutex, MutexGuard};
 
+use super::model::ModelError;
+
 pub struct Pool<T> {
-    idle: Mutex<Vec<T>>,
-    returned: Condvar,
+    state: Mutex<State<T>>,
+    changed: Condvar,
+}
+
+struct State<T> {
+    idle: Vec<T>,
+    /// Why a background load failed; every later `take` reports it.
+    failure: Option<String>,
 }
 
 impl<T> Pool<T> {
-    pub fn new(items: Vec<T>) -> Self {
+    pub fn empty() -> Self {
         Self {
-            idle: Mutex::new(items),
-            returned: Condvar::new(),
+            state: Mutex::new(State {
+                idle: Vec::new(),
+                failure: None,
+            }),
+            changed: Condvar::new(),
         }
     }
 
-    /// Takes an idle item, waiting for one if all are in use.
-    pub fn take(&self) -> Lease<'_, T> {
-        let mut idle = self.lock();
+    /// Adds an item, or records why it could not be made.
+    pub fn supply(&self, item: Result<T, ModelError>) {
+        let mut state = self.lock();
+        match item {
+            Ok(item) => state.idle.push(item),
+            Err(e) => state.failure = Some(e.to_string()),
+        }
+        self.changed.notify_all();
+    }
+
+    /// Takes an idle item, waiting for one if all are in use or still loading.
+    pub fn take(&self, model: &'static str) -> Result<Lease<'_, T>, ModelError> {
+        let mut state = self.lock();
         loop {
-            if let Some(item) = idle.pop() {
-                return Lease {
+            if let Some(message) = &state.failure {
+                return Err(ModelError::Run {
+                    model,
+                    message: message.clone(),
+                });
+            }
+            if let Some(item) = state.idle.pop() {
+                return Ok(Lease {
                     pool: self,
                     item: Some(item),
-                };
+                });
             }
-            idle = self.returned.wait(idle).unwrap_or_else(|e| e.into_inner());
+            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Vec<T>> {
-        // A panicking holder cannot leave the Vec half-updated.
-        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        // A panicking holder cannot leave the state half-updated.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -59,8 +90,8 @@ impl<T> DerefMut for Lease<'_, T> {
 impl<T> Drop for Lease<'_, T> {
     fn drop(&mut self) {
         if let Some(item) = self.item.take() {
-            self.pool.lock().push(item);
-            self.pool.returned.notify_one();
+            self.pool.lock().idle.push(item);
+            self.pool.changed.notify_one();
         }
     }
 }

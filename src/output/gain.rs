@@ -81,16 +81,19 @@ impl GainCursor {
         self.fade.len() as u64
     }
 
+    /// Whether every frame in `first..=last` is silent; the same ordering rule as [`Self::at`].
+    /// Lets a block far from any turn skip the per-frame lookups.
+    pub fn silent_through(&mut self, first: u64, last: u64) -> bool {
+        self.skip_before(first);
+        self.spans
+            .get(self.next)
+            .is_none_or(|span| span.start_frame > last + self.fade_frames())
+    }
+
     /// The gain at `frame`. Frames must be asked for in non-decreasing order.
     pub fn at(&mut self, frame: u64) -> Gain {
         let fade_frames = self.fade_frames();
-        while self
-            .spans
-            .get(self.next)
-            .is_some_and(|span| span.end_frame + fade_frames <= frame)
-        {
-            self.next += 1;
-        }
+        self.skip_before(frame);
         // Fades of neighbouring spans may overlap when the gap is short: take the louder.
         let mut gain = 0.0f32;
         for span in &self.spans[self.next..] {
@@ -110,6 +113,18 @@ impl GainCursor {
             Gain::Fade(gain)
         } else {
             Gain::Silent
+        }
+    }
+
+    /// Moves past the spans whose fade-out ends before `frame`.
+    fn skip_before(&mut self, frame: u64) {
+        let fade_frames = self.fade_frames();
+        while self
+            .spans
+            .get(self.next)
+            .is_some_and(|span| span.end_frame + fade_frames <= frame)
+        {
+            self.next += 1;
         }
     }
 }

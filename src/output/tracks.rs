@@ -189,6 +189,8 @@ struct Track {
     writer: WavWriter<BufWriter<File>>,
     gain: GainCursor,
     levels: Levels,
+    /// One block of this track's samples, reused across blocks.
+    scratch: Vec<f32>,
 }
 
 impl Track {
@@ -210,6 +212,7 @@ impl Track {
             writer,
             gain,
             levels: Levels::default(),
+            scratch: Vec::new(),
         })
     }
 
@@ -221,39 +224,49 @@ impl Track {
         first_frame: u64,
         sample_format: SampleFormat,
     ) -> Result<(), hound::Error> {
+        self.scratch.clear();
+        let frames = (block.len() / channels) as u64;
+        if frames > 0
+            && self
+                .gain
+                .silent_through(first_frame, first_frame + frames - 1)
+        {
+            self.scratch.resize(block.len(), 0.0);
+            return write_samples(&mut self.writer, sample_format, &self.scratch);
+        }
         for (frame, samples) in (first_frame..).zip(block.chunks_exact(channels)) {
-            let gain = self.gain.at(frame);
-            for &sample in samples {
-                let out = match gain {
-                    Gain::Active => {
-                        self.levels.add(sample);
-                        sample
-                    }
-                    Gain::Fade(gain) => sample * gain,
-                    Gain::Silent => 0.0,
-                };
-                write_sample(&mut self.writer, sample_format, out)?;
+            match self.gain.at(frame) {
+                Gain::Active => {
+                    samples.iter().for_each(|&s| self.levels.add(s));
+                    self.scratch.extend_from_slice(samples);
+                }
+                Gain::Fade(gain) => self.scratch.extend(samples.iter().map(|s| s * gain)),
+                Gain::Silent => self.scratch.extend(std::iter::repeat_n(0.0, samples.len())),
             }
         }
-        Ok(())
+        write_samples(&mut self.writer, sample_format, &self.scratch)
     }
 }
 
 /// Quantises with the decoder's scale (2^15, 2^23), so decoded integers come back unchanged.
-fn write_sample(
+fn write_samples(
     writer: &mut WavWriter<BufWriter<File>>,
     format: SampleFormat,
-    sample: f32,
+    samples: &[f32],
 ) -> Result<(), hound::Error> {
     match format {
         SampleFormat::Int16 => {
-            writer.write_sample((sample * 32_768.0).round().clamp(-32_768.0, 32_767.0) as i16)
+            // hound's buffered 16-bit writer: most tracks are mostly silence,
+            // and per-sample calls would dominate the second pass.
+            let mut buffered = writer.get_i16_writer(samples.len() as u32);
+            for &s in samples {
+                buffered.write_sample((s * 32_768.0).round().clamp(-32_768.0, 32_767.0) as i16);
+            }
+            buffered.flush()
         }
-        SampleFormat::Int24 => writer.write_sample(
-            (sample * 8_388_608.0)
-                .round()
-                .clamp(-8_388_608.0, 8_388_607.0) as i32,
-        ),
-        SampleFormat::Float32 => writer.write_sample(sample),
+        SampleFormat::Int24 => samples.iter().try_for_each(|&s| {
+            writer.write_sample((s * 8_388_608.0).round().clamp(-8_388_608.0, 8_388_607.0) as i32)
+        }),
+        SampleFormat::Float32 => samples.iter().try_for_each(|&s| writer.write_sample(s)),
     }
 }
