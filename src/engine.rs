@@ -127,6 +127,8 @@ impl Default for DiarizationParams {
                 min_cluster_size: 2,
             },
             turns: reconstruct::TurnParams {
+                onset: 0.5,
+                offset: 0.4,
                 min_gap_seconds: 0.3,
                 min_turn_seconds: 0.0,
             },

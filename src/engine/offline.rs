@@ -16,7 +16,7 @@ use super::embedding::{self, Embedding, MIN_FRAMES};
 use super::fbank::{self, Fbank};
 use super::model::ModelError;
 use super::powerset::{self, LOCAL_SPEAKERS, LocalActivity};
-use super::reconstruct::{self, PlacedWindow};
+use super::reconstruct::{self, FRAME_OFFSET_SAMPLES, PlacedWindow};
 use super::segmentation::{FRAME_STEP_SAMPLES, MIN_WINDOW_SAMPLES, MODEL_FILE};
 use super::{Engine, SpeakerCount};
 use crate::audio::ANALYSIS_SAMPLE_RATE;
@@ -279,7 +279,9 @@ impl<'e> OfflineRun<'e> {
     ) -> Option<(Vec<f32>, bool)> {
         let params = &self.engine.params;
         let frame_seconds = FRAME_STEP_SAMPLES as f64 / f64::from(ANALYSIS_SAMPLE_RATE);
-        let in_audio = |i: usize| i * FRAME_STEP_SAMPLES + 630 <= valid_samples;
+        let frame_end =
+            |i: usize| i * FRAME_STEP_SAMPLES + FRAME_OFFSET_SAMPLES + FRAME_STEP_SAMPLES;
+        let in_audio = |i: usize| frame_end(i) <= valid_samples;
         let active = |i: usize| activity[i][local] && in_audio(i);
         let clean = |i: usize| active(i) && powerset::count(&activity[i]) == 1;
         let clean_seconds =
@@ -304,7 +306,7 @@ impl<'e> OfflineRun<'e> {
         // Frame i stands for the 270 samples around its centre, so selected frames tile.
         let mut samples = Vec::with_capacity(selected.len() * FRAME_STEP_SAMPLES);
         for i in selected {
-            let from = i * FRAME_STEP_SAMPLES + 360;
+            let from = i * FRAME_STEP_SAMPLES + FRAME_OFFSET_SAMPLES;
             samples.extend_from_slice(&window[from..from + FRAME_STEP_SAMPLES]);
         }
         let enough = fbank::num_frames(samples.len()) >= MIN_FRAMES;

@@ -1,8 +1,9 @@
 //! Windows of local activity + global labels → speaker turns on one timeline.
 //!
-//! Per global frame, the number of speakers is the rounded (Hamming-weighted)
-//! mean of the local counts of the windows that cover it, and that many global
-//! speakers are kept, those most active there. Two speakers can be active at once.
+//! Per global frame, the expected number of speakers is the Hamming-weighted
+//! mean of the local counts of the windows that cover it; it is binarized with
+//! hysteresis, and that many global speakers are kept, those most active there.
+//! Short gaps are then filled and short turns dropped. Two speakers can be active at once.
 
 use super::powerset::{self, LOCAL_SPEAKERS, LocalActivity};
 use super::segmentation::FRAME_STEP_SAMPLES;
@@ -19,6 +20,13 @@ pub struct PlacedWindow<'a> {
 
 #[derive(Debug, Clone, Copy)]
 pub struct TurnParams {
+    /// Hysteresis on the expected speaker count: one more speaker starts when
+    /// the count rises this far above the current level. Default 0.5.
+    pub onset: f32,
+    /// …and one stops when it falls below `level - 1 + offset`. Default 0.4:
+    /// a turn, once started, holds through a brief dip. Equal to `onset`, this
+    /// is plain rounding.
+    pub offset: f32,
     /// Gaps shorter than this inside one speaker's speech are filled.
     /// Default 0.3, the pause below which NIST RT scoring merges segments.
     pub min_gap_seconds: f64,
@@ -28,7 +36,7 @@ pub struct TurnParams {
 
 /// Frame `g` stands for the samples `[g·270 + 360, g·270 + 630)`: the middle
 /// of its receptive field, so consecutive frames tile the timeline.
-const FRAME_OFFSET_SAMPLES: usize = 360;
+pub const FRAME_OFFSET_SAMPLES: usize = 360;
 
 /// Frames of the global grid whose centre lies inside `num_samples`.
 pub fn num_frames(num_samples: usize) -> usize {
@@ -75,11 +83,20 @@ pub fn reconstruct(
 
     let mut active = vec![false; frames * num_speakers];
     let mut order: Vec<usize> = Vec::with_capacity(num_speakers);
+    let mut level = 0usize;
     for g in 0..frames {
-        if coverage[g] == 0.0 {
-            continue;
+        let expected = if coverage[g] > 0.0 {
+            count_sum[g] / coverage[g]
+        } else {
+            0.0
+        };
+        while expected >= level as f32 + params.onset {
+            level += 1;
         }
-        let wanted = (count_sum[g] / coverage[g]).round() as usize;
+        while level > 0 && expected < (level - 1) as f32 + params.offset {
+            level -= 1;
+        }
+        let wanted = level;
         let row = &activation[g * num_speakers..(g + 1) * num_speakers];
         order.clear();
         order.extend((0..num_speakers).filter(|&k| row[k] > 0.0));
@@ -190,6 +207,8 @@ mod tests {
             speakers: [Some(1), Some(0), None],
         }];
         let params = TurnParams {
+            onset: 0.5,
+            offset: 0.5,
             min_gap_seconds: 0.0,
             min_turn_seconds: 0.0,
         };
