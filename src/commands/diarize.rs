@@ -174,7 +174,8 @@ fn progress_bar(input: &Path, quiet: bool) -> ProgressBar {
     if quiet || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::new(0);
+    // Length 1 until the duration is known, so the bar starts at 0 %, not 100 %.
+    let bar = ProgressBar::new(1);
     // Positions are tenths of a second of audio.
     let style =
         ProgressStyle::with_template("{msg} [{bar:30}] {percent:>3}% {elapsed_precise} eta {eta}")
