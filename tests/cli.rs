@@ -12,6 +12,19 @@ fn whospoke(args: &[&str], env: &[(&str, &str)]) -> Output {
     command.output().expect("the binary runs")
 }
 
+/// `whospoke diarize sample.wav --out OUT EXTRA...`
+fn diarize_sample(out: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
+    let sample = sample();
+    let mut args = vec![
+        "diarize",
+        sample.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    whospoke(&args, env)
+}
+
 fn sample() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sample.wav")
 }
@@ -70,17 +83,7 @@ fn diarizes_good_inputs_and_reports_bad_ones() {
 #[test]
 fn prints_a_summary_table() {
     let dir = tempfile::tempdir().unwrap();
-    let output = whospoke(
-        &[
-            "diarize",
-            sample().to_str().unwrap(),
-            "--out",
-            dir.path().to_str().unwrap(),
-            "--num-speakers",
-            "2",
-        ],
-        &[],
-    );
+    let output = diarize_sample(dir.path(), &["--num-speakers", "2"], &[]);
     assert!(output.status.success());
     let text = String::from_utf8(output.stdout).unwrap();
     assert!(text.contains("2 speakers"), "{text}");
@@ -93,13 +96,9 @@ fn prints_a_summary_table() {
 #[test]
 fn missing_runtime_names_the_setup_command() {
     let dir = tempfile::tempdir().unwrap();
-    let output = whospoke(
-        &[
-            "diarize",
-            sample().to_str().unwrap(),
-            "--out",
-            dir.path().to_str().unwrap(),
-        ],
+    let output = diarize_sample(
+        dir.path(),
+        &[],
         &[("WHOSPOKE_ORT_LIB", "/nonexistent/libonnxruntime.so.1.31.1")],
     );
     assert!(!output.status.success());

@@ -44,11 +44,3 @@ pub fn run_error(model: &'static str, e: ort::Error) -> ModelError {
         message: e.to_string(),
     }
 }
-
-/// A loader thread panicked inside ONNX Runtime.
-pub fn panicked(model: &'static str) -> ModelError {
-    ModelError::Run {
-        model,
-        message: "model loading thread panicked".into(),
-    }
-}

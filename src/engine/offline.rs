@@ -234,7 +234,7 @@ impl<'e> OfflineRun<'e> {
         let per_worker = windows.div_ceil(self.engine.threads);
         let engine = self.engine;
         let window_samples = self.window_samples;
-        let results: Vec<Result<(Vec<LocalActivity>, Duration), ModelError>> =
+        let results: Vec<Result<(Vec<LocalActivity>, Duration), RunError>> =
             std::thread::scope(|scope| {
                 let handles: Vec<_> = audio
                     .chunks(per_worker * window_samples)
@@ -247,16 +247,13 @@ impl<'e> OfflineRun<'e> {
                                 .run(part, window_samples)?;
                             let activity =
                                 log_probs.iter().map(|lp| powerset::decode(lp)).collect();
-                            Ok((activity, started.elapsed()))
+                            Ok::<_, RunError>((activity, started.elapsed()))
                         })
                     })
                     .collect();
                 handles
                     .into_iter()
-                    .map(|h| {
-                        h.join()
-                            .unwrap_or_else(|_| Err(super::model::panicked("segmentation")))
-                    })
+                    .map(|h| h.join().unwrap_or(Err(RunError::WorkerPanicked)))
                     .collect()
             });
         let mut activities = Vec::with_capacity(windows);
@@ -322,7 +319,7 @@ impl<'e> OfflineRun<'e> {
         let next = AtomicUsize::new(0);
         let results: Mutex<Vec<Option<Embedding>>> = Mutex::new(vec![None; requests.len()]);
         let engine = self.engine;
-        let spent: Vec<Result<(Duration, Duration), ModelError>> = std::thread::scope(|scope| {
+        let spent: Vec<Result<(Duration, Duration), RunError>> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..engine.threads.min(requests.len()))
                 .map(|_| {
                     scope.spawn(|| {
@@ -333,7 +330,7 @@ impl<'e> OfflineRun<'e> {
                         loop {
                             let i = next.fetch_add(1, Ordering::Relaxed);
                             let Some(request) = requests.get(i) else {
-                                return Ok((fbank_time, model_time));
+                                return Ok::<_, RunError>((fbank_time, model_time));
                             };
                             let started = Instant::now();
                             features.clear();
@@ -353,10 +350,7 @@ impl<'e> OfflineRun<'e> {
                 .collect();
             handles
                 .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(super::model::panicked("embedding")))
-                })
+                .map(|h| h.join().unwrap_or(Err(RunError::WorkerPanicked)))
                 .collect()
         });
         for s in spent {
