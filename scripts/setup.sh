@@ -28,7 +28,9 @@ VENV="$ROOT/.venv"
 PYTHON="${PYTHON:-python3}"
 # Exact line from ../shared/tools/README.md (fully pinned alternative).
 # onnxruntime lets scripts/bench_offline.sh time the bare models as a calibration.
-SCORER_PKGS=(pyannote.metrics==4.0.0 pyannote.core==6.1.0 numpy==2.4.6 scipy==1.17.1 soundfile==0.14.0 onnxruntime==1.31.1)
+# pytest, requests and the official AudioPod SDK run the API compatibility tests (tests/sdk).
+SCORER_PKGS=(pyannote.metrics==4.0.0 pyannote.core==6.1.0 numpy==2.4.6 scipy==1.17.1 soundfile==0.14.0 onnxruntime==1.31.1
+             pytest==9.2.0 requests==2.34.2 audiopod==2.12.0)
 
 DO_APT=1
 DO_BUILD=1
@@ -109,7 +111,7 @@ then run scripts/setup.sh again."
 fi
 
 # ---------------------------------------------------------------------------------------
-# 2. Python venv for the DER scorer (also provides pip for step 3)
+# 2. Python venv for the DER scorer and the SDK tests (also provides pip for step 3)
 # ---------------------------------------------------------------------------------------
 scorer_ok() {
     "$VENV/bin/python" - "${SCORER_PKGS[@]}" >/dev/null 2>&1 <<'EOF'
@@ -119,7 +121,7 @@ for spec in sys.argv[1:]:
     name, want = spec.split("==")
     if version(name) != want:
         sys.exit(1)
-import pyannote.metrics, pyannote.core, numpy, scipy, soundfile  # noqa: E401,F401
+import pyannote.metrics, pyannote.core, numpy, scipy, soundfile, pytest, requests, audiopod  # noqa: E401,F401
 EOF
 }
 

@@ -12,12 +12,17 @@
 //! - [`engine`] runs the two ONNX models and turns 16 kHz audio into a [`Diarization`].
 //! - [`output`] writes the RTTM, the per-speaker tracks and the statistics.
 //! - [`pipeline`] joins them for one file.
+//! - [`jobs`] runs files as batch jobs, kept in the [`db`] and a file store.
+//! - [`server`] is the HTTP transport over the jobs.
 
 pub mod audio;
+pub mod db;
 pub mod diarization;
 pub mod engine;
+pub mod jobs;
 pub mod output;
 pub mod pipeline;
 pub mod runtime;
+pub mod server;
 
 pub use diarization::{Diarization, SpeakerId, Turn};

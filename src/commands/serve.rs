@@ -1,0 +1,238 @@
+//! `whospoke serve`: the HTTP API and the job workers in one process, on
+//! SQLite and the local filesystem unless told otherwise.
+
+use std::io::Write;
+use std::num::NonZeroU32;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::DecodingKey;
+use tokio_util::sync::CancellationToken;
+use whospoke::db::Db;
+use whospoke::engine::{Engine, EngineConfig};
+use whospoke::jobs::{FetchLimits, Files, Jobs, JobsConfig, run_workers};
+use whospoke::runtime;
+use whospoke::server::auth::{Authenticator, JwtKeys};
+use whospoke::server::rate_limit::RateLimits;
+use whospoke::server::signing::UrlSigner;
+use whospoke::server::{self, AppState, HttpConfig, metrics};
+
+/// File in the data directory holding the download-signing key when none is given.
+const SIGNING_KEY_FILE: &str = "signing.key";
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "WHOSPOKE_HOST", default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on; 0 picks a free one.
+    #[arg(long, env = "WHOSPOKE_PORT", default_value_t = 8080)]
+    port: u16,
+    /// Database, stored files and scratch space.
+    #[arg(long, env = "WHOSPOKE_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// Base of absolute download links (default: from the request's Host).
+    #[arg(long, env = "WHOSPOKE_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Where job files go: `s3://bucket/prefix` (AWS_* variables), default `<data-dir>/objects`.
+    #[arg(long, env = "WHOSPOKE_STORAGE_URL")]
+    storage_url: Option<String>,
+    /// Jobs processed at the same time.
+    #[arg(long, env = "WHOSPOKE_CONCURRENT_JOBS", default_value_t = 1)]
+    concurrent_jobs: usize,
+    /// Inference threads per job, each with its own model sessions.
+    #[arg(long, env = "WHOSPOKE_THREADS", default_value_t = 2)]
+    threads: usize,
+    /// Largest upload accepted, in bytes.
+    #[arg(long, env = "WHOSPOKE_MAX_UPLOAD_BYTES", default_value_t = 2 << 30)]
+    max_upload_bytes: u64,
+    /// Requests per minute per API key (or JWT subject) per endpoint.
+    #[arg(long, env = "WHOSPOKE_RATE_LIMIT_PER_MINUTE", default_value = "100")]
+    rate_limit_per_minute: NonZeroU32,
+    /// Lifetime of signed download links.
+    #[arg(long, env = "WHOSPOKE_DOWNLOAD_TTL_SECONDS", default_value_t = 3600)]
+    download_ttl_seconds: u64,
+    /// Secret of HS256 JWTs.
+    #[arg(long, env = "WHOSPOKE_JWT_HS256_SECRET")]
+    jwt_hs256_secret: Option<String>,
+    /// PEM public key of RS256 JWTs.
+    #[arg(long, env = "WHOSPOKE_JWT_RS256_PUBLIC_KEY")]
+    jwt_rs256_public_key: Option<PathBuf>,
+    /// Key that signs download links (default: generated once into the data directory).
+    /// Servers sharing storage must share it.
+    #[arg(long, env = "WHOSPOKE_SIGNING_SECRET")]
+    signing_secret: Option<String>,
+    /// Let URL jobs fetch from loopback and private networks.
+    #[arg(long, env = "WHOSPOKE_ALLOW_PRIVATE_URLS")]
+    allow_private_urls: bool,
+    /// Largest download of a URL job, in bytes.
+    #[arg(long, env = "WHOSPOKE_URL_MAX_BYTES", default_value_t = 2 << 30)]
+    url_max_bytes: u64,
+    /// Deadline of a URL job's download.
+    #[arg(long, env = "WHOSPOKE_URL_TIMEOUT_SECONDS", default_value_t = 300)]
+    url_timeout_seconds: u64,
+    /// On SIGTERM, how long running jobs may finish before going back to the queue.
+    #[arg(long, env = "WHOSPOKE_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
+    shutdown_grace_seconds: u64,
+    /// Folder holding the ONNX models.
+    #[arg(long, env = runtime::MODELS_DIR_ENV)]
+    models_dir: Option<PathBuf>,
+    /// The ONNX Runtime library (libonnxruntime.so.1.31.1).
+    #[arg(long, env = runtime::ORT_LIBRARY_ENV)]
+    ort_lib: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(&format!("starting the async runtime: {e}")),
+    };
+    match runtime.block_on(serve(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => fail(&message),
+    }
+}
+
+async fn serve(args: Args) -> Result<(), String> {
+    runtime::environment(args.ort_lib.as_deref()).map_err(|e| e.to_string())?;
+    let engine = Engine::load(&EngineConfig {
+        models_dir: args.models_dir.clone(),
+        threads: args.threads,
+    })
+    .map_err(|e| e.to_string())?;
+    let engine = Arc::new(engine);
+
+    let data_dir = args.data_dir.clone();
+    let upload_dir = data_dir.join("uploads");
+    for dir in [&data_dir, &upload_dir] {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let db = Db::open(&data_dir).await.map_err(|e| e.to_string())?;
+    let files = Files::open(args.storage_url.as_deref(), &data_dir).map_err(|e| e.to_string())?;
+    let jobs = Jobs::new(
+        db.clone(),
+        files,
+        JobsConfig {
+            work_dir: data_dir.join("work"),
+            fetch: FetchLimits {
+                max_bytes: args.url_max_bytes,
+                timeout: Duration::from_secs(args.url_timeout_seconds),
+                allow_private: args.allow_private_urls,
+                ..FetchLimits::default()
+            },
+            concurrent_jobs: args.concurrent_jobs,
+            shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
+        },
+    );
+    let signing_secret = match &args.signing_secret {
+        Some(secret) => secret.as_bytes().to_vec(),
+        None => signing_key(&data_dir)?,
+    };
+    let handle = metrics::install().map_err(|e| format!("metrics: {e}"))?;
+    let limits = Arc::new(RateLimits::per_minute(args.rate_limit_per_minute));
+    let state = AppState {
+        jobs: Arc::clone(&jobs),
+        auth: Arc::new(Authenticator::new(db.clone(), jwt_keys(&args)?)),
+        limits: Arc::clone(&limits),
+        signer: Arc::new(UrlSigner::new(&signing_secret)),
+        metrics: handle.clone(),
+        config: Arc::new(HttpConfig {
+            public_url: args.public_url.clone(),
+            max_upload_bytes: args.max_upload_bytes,
+            download_ttl: Duration::from_secs(args.download_ttl_seconds),
+            upload_dir,
+        }),
+    };
+
+    let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
+        .await
+        .map_err(|e| format!("listening on {}:{}: {e}", args.host, args.port))?;
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(wait_for_signal(shutdown.clone()));
+    let workers = tokio::spawn(run_workers(Arc::clone(&jobs), engine, shutdown.clone()));
+    tokio::spawn(metrics::upkeep(handle, db, limits, shutdown.clone()));
+
+    // The one line on stdout: scripts and tests wait for it.
+    println!("whospoke listening on http://{address}");
+    let _ = std::io::stdout().flush();
+    tracing::info!(%address, data_dir = %data_dir.display(), "serving");
+
+    server::serve(listener, state, shutdown.clone())
+        .await
+        .map_err(|e| format!("server: {e}"))?;
+    shutdown.cancel();
+    match workers.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(format!("the job workers stopped: {e}")),
+    }
+}
+
+/// SIGTERM or Ctrl-C: stop accepting, let running jobs finish or requeue them.
+async fn wait_for_signal(shutdown: CancellationToken) {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down");
+    shutdown.cancel();
+}
+
+fn jwt_keys(args: &Args) -> Result<JwtKeys, String> {
+    let rs256 = match &args.jwt_rs256_public_key {
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            Some(
+                DecodingKey::from_rsa_pem(&pem)
+                    .map_err(|e| format!("{}: not an RSA public key: {e}", path.display()))?,
+            )
+        }
+        None => None,
+    };
+    Ok(JwtKeys {
+        hs256: args
+            .jwt_hs256_secret
+            .as_ref()
+            .map(|secret| DecodingKey::from_secret(secret.as_bytes())),
+        rs256,
+    })
+}
+
+/// The persisted signing key, created on first start.
+fn signing_key(data_dir: &Path) -> Result<Vec<u8>, String> {
+    let path = data_dir.join(SIGNING_KEY_FILE);
+    if let Ok(key) = std::fs::read(&path) {
+        return Ok(key);
+    }
+    let mut key = vec![0u8; 32];
+    getrandom::fill(&mut key).map_err(|e| e.to_string())?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    file.write_all(&key)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(key)
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("whospoke serve: {message}");
+    ExitCode::FAILURE
+}

@@ -1,0 +1,550 @@
+//! Jobs and their life cycle, with the credit moves that go with each step.
+//!
+//! ```text
+//! PENDING ──claim──▶ PROCESSING ──complete──▶ COMPLETED   (settle: refund reserved − used)
+//!    ▲                   │ └──────fail──────▶ FAILED      (refund all reserved)
+//!    └──requeue/restart──┘                      │
+//!    ▲                                          │
+//!    └────────────────retry (reserve again)─────┘
+//! ```
+//!
+//! Every transition names the job's current `task_id` and status, so a worker
+//! that lost its job (a restart requeued it, a user deleted it) changes nothing.
+
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::accounts::ledger;
+use super::{Db, DbError, now};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStatus {
+    Pending,
+    Processing,
+    Completed,
+    Failed,
+}
+
+impl JobStatus {
+    pub const ALL: [Self; 4] = [
+        Self::Pending,
+        Self::Processing,
+        Self::Completed,
+        Self::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Processing => "PROCESSING",
+            Self::Completed => "COMPLETED",
+            Self::Failed => "FAILED",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str().eq_ignore_ascii_case(text))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobType {
+    /// Per-speaker tracks, RTTM and statistics.
+    Extraction,
+    /// RTTM and statistics only.
+    Diarization,
+}
+
+impl JobType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Extraction => "extraction",
+            Self::Diarization => "diarization",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Extraction, Self::Diarization]
+            .into_iter()
+            .find(|kind| kind.as_str().eq_ignore_ascii_case(text))
+    }
+}
+
+/// One row of `jobs`.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: i64,
+    pub user_id: String,
+    pub job_type: JobType,
+    pub status: JobStatus,
+    pub task_id: String,
+    pub filename: String,
+    pub display_name: String,
+    pub source_url: Option<String>,
+    pub input_key: Option<String>,
+    pub num_speakers: Option<i64>,
+    pub min_speakers: Option<i64>,
+    pub max_speakers: Option<i64>,
+    pub duration_seconds: Option<f64>,
+    pub credits_reserved: i64,
+    pub credits_used: Option<i64>,
+    /// JSON text of the result, for COMPLETED jobs.
+    pub result: Option<String>,
+    pub error_message: Option<String>,
+    pub attempts: i64,
+    pub created_at: String,
+    pub updated_at: String,
+    pub completed_at: Option<String>,
+}
+
+impl Job {
+    fn from_row(row: &SqliteRow) -> Self {
+        Self {
+            id: row.get("id"),
+            user_id: row.get("user_id"),
+            job_type: JobType::parse(row.get("job_type")).unwrap_or(JobType::Extraction),
+            status: JobStatus::parse(row.get("status")).unwrap_or(JobStatus::Failed),
+            task_id: row.get("task_id"),
+            filename: row.get("filename"),
+            display_name: row.get("display_name"),
+            source_url: row.get("source_url"),
+            input_key: row.get("input_key"),
+            num_speakers: row.get("num_speakers"),
+            min_speakers: row.get("min_speakers"),
+            max_speakers: row.get("max_speakers"),
+            duration_seconds: row.get("duration_seconds"),
+            credits_reserved: row.get("credits_reserved"),
+            credits_used: row.get("credits_used"),
+            result: row.get("result"),
+            error_message: row.get("error_message"),
+            attempts: row.get("attempts"),
+            created_at: row.get("created_at"),
+            updated_at: row.get("updated_at"),
+            completed_at: row.get("completed_at"),
+        }
+    }
+}
+
+/// What a new job is made of.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub user_id: String,
+    pub job_type: JobType,
+    pub task_id: String,
+    pub filename: String,
+    pub source_url: Option<String>,
+    pub input_key: Option<String>,
+    pub num_speakers: Option<i64>,
+    pub min_speakers: Option<i64>,
+    pub max_speakers: Option<i64>,
+    /// Known for uploads (probed); URL jobs learn it after the download.
+    pub duration_seconds: Option<f64>,
+    /// Reserved from the balance in the same transaction that inserts the job.
+    pub credits: i64,
+}
+
+/// What a retry did.
+#[derive(Debug)]
+pub enum Retry {
+    Requeued(Job),
+    NotFailed(Job),
+    /// Not the user's job, or no such job.
+    NotFound,
+}
+
+/// Filters of the job listing.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    pub job_type: Option<JobType>,
+    pub status: Option<JobStatus>,
+    pub skip: i64,
+    pub limit: i64,
+}
+
+/// The listing's condition, shared by its count and its page (literal SQL, binds $1..$3).
+macro_rules! job_filter {
+    () => {
+        "user_id = $1 AND ($2 IS NULL OR job_type = $2) AND ($3 IS NULL OR status = $3)"
+    };
+}
+
+impl Db {
+    /// Inserts a PENDING job, reserving its credits, or fails with
+    /// `InsufficientCredits` and changes nothing.
+    pub async fn insert_job(&self, job: &NewJob) -> Result<Job, DbError> {
+        let mut tx = self.pool.begin().await?;
+        reserve(&mut tx, &job.user_id, job.credits).await?;
+        let stamp = now();
+        let row = sqlx::query(
+            "INSERT INTO jobs (user_id, job_type, status, task_id, filename, display_name, \
+                source_url, input_key, num_speakers, min_speakers, max_speakers, \
+                duration_seconds, credits_reserved, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+             RETURNING *",
+        )
+        .bind(&job.user_id)
+        .bind(job.job_type.as_str())
+        .bind(JobStatus::Pending.as_str())
+        .bind(&job.task_id)
+        .bind(&job.filename)
+        .bind(display_name(&job.filename))
+        .bind(&job.source_url)
+        .bind(&job.input_key)
+        .bind(job.num_speakers)
+        .bind(job.min_speakers)
+        .bind(job.max_speakers)
+        .bind(job.duration_seconds)
+        .bind(job.credits)
+        .bind(&stamp)
+        .bind(&stamp)
+        .fetch_one(&mut *tx)
+        .await?;
+        let inserted = Job::from_row(&row);
+        if job.credits > 0 {
+            ledger(
+                &mut tx,
+                &job.user_id,
+                Some(inserted.id),
+                -job.credits,
+                "reserve",
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    /// Records a job that failed before it could be queued (an undecodable upload).
+    pub async fn insert_failed_job(&self, job: &NewJob, error: &str) -> Result<Job, DbError> {
+        let stamp = now();
+        let row = sqlx::query(
+            "INSERT INTO jobs (user_id, job_type, status, task_id, filename, display_name, \
+                source_url, error_message, attempts, created_at, updated_at, completed_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10, $11) RETURNING *",
+        )
+        .bind(&job.user_id)
+        .bind(job.job_type.as_str())
+        .bind(JobStatus::Failed.as_str())
+        .bind(&job.task_id)
+        .bind(&job.filename)
+        .bind(display_name(&job.filename))
+        .bind(&job.source_url)
+        .bind(error)
+        .bind(&stamp)
+        .bind(&stamp)
+        .bind(&stamp)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Job::from_row(&row))
+    }
+
+    /// The user's job, or `None` when it does not exist or is someone else's.
+    pub async fn job(&self, user_id: &str, id: i64) -> Result<Option<Job>, DbError> {
+        let row = sqlx::query("SELECT * FROM jobs WHERE id = $1 AND user_id = $2")
+            .bind(id)
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(Job::from_row))
+    }
+
+    /// Whether job `id` exists at all (for downloads, whose signature names the job).
+    pub async fn job_exists(&self, id: i64) -> Result<bool, DbError> {
+        let row = sqlx::query("SELECT 1 FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// One page of the user's jobs, newest first, and the total matching.
+    pub async fn list_jobs(
+        &self,
+        user_id: &str,
+        filter: &JobFilter,
+    ) -> Result<(Vec<Job>, i64), DbError> {
+        let job_type = filter.job_type.map(JobType::as_str);
+        let status = filter.status.map(JobStatus::as_str);
+        let total: i64 = sqlx::query(concat!(
+            "SELECT COUNT(*) AS n FROM jobs WHERE ",
+            job_filter!()
+        ))
+        .bind(user_id)
+        .bind(job_type)
+        .bind(status)
+        .fetch_one(&self.pool)
+        .await?
+        .get("n");
+        let rows = sqlx::query(concat!(
+            "SELECT * FROM jobs WHERE ",
+            job_filter!(),
+            " ORDER BY id DESC LIMIT $4 OFFSET $5"
+        ))
+        .bind(user_id)
+        .bind(job_type)
+        .bind(status)
+        .bind(filter.limit)
+        .bind(filter.skip)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok((rows.iter().map(Job::from_row).collect(), total))
+    }
+
+    /// Takes the oldest PENDING job and marks it PROCESSING.
+    pub async fn claim_next_job(&self) -> Result<Option<Job>, DbError> {
+        let row = sqlx::query(
+            "UPDATE jobs SET status = 'PROCESSING', attempts = attempts + 1, updated_at = $1 \
+             WHERE id = (SELECT id FROM jobs WHERE status = 'PENDING' ORDER BY id LIMIT 1) \
+             RETURNING *",
+        )
+        .bind(now())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(Job::from_row))
+    }
+
+    /// After a crash, jobs left PROCESSING go back to the queue; returns how many.
+    pub async fn requeue_interrupted_jobs(&self) -> Result<u64, DbError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET status = 'PENDING', updated_at = $1 WHERE status = 'PROCESSING'",
+        )
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Puts one running job back in the queue (graceful shutdown).
+    pub async fn requeue_job(&self, id: i64, task_id: &str) -> Result<(), DbError> {
+        sqlx::query(
+            "UPDATE jobs SET status = 'PENDING', updated_at = $1 \
+             WHERE id = $2 AND task_id = $3 AND status = 'PROCESSING'",
+        )
+        .bind(now())
+        .bind(id)
+        .bind(task_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Reserves the credits of a URL job once its duration is known.
+    /// Returns false when the job is no longer this worker's.
+    pub async fn reserve_for_job(
+        &self,
+        job: &Job,
+        duration_seconds: f64,
+        credits: i64,
+    ) -> Result<bool, DbError> {
+        let mut tx = self.pool.begin().await?;
+        reserve(&mut tx, &job.user_id, credits).await?;
+        let updated = sqlx::query(
+            "UPDATE jobs SET credits_reserved = credits_reserved + $1, duration_seconds = $2, \
+                updated_at = $3 \
+             WHERE id = $4 AND task_id = $5 AND status = 'PROCESSING'",
+        )
+        .bind(credits)
+        .bind(duration_seconds)
+        .bind(now())
+        .bind(job.id)
+        .bind(&job.task_id)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(false); // dropping the transaction rolls the reservation back
+        }
+        ledger(&mut tx, &job.user_id, Some(job.id), -credits, "reserve").await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// COMPLETED with its result; charges `credits_used` (at most what was
+    /// reserved) and refunds the rest. False when the job is no longer this worker's.
+    pub async fn complete_job(
+        &self,
+        job: &Job,
+        result: &str,
+        duration_seconds: f64,
+        credits_used: i64,
+    ) -> Result<bool, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let stamp = now();
+        let row = sqlx::query(
+            "UPDATE jobs SET status = 'COMPLETED', result = $1, duration_seconds = $2, \
+                credits_used = MIN($3, credits_reserved), error_message = NULL, \
+                updated_at = $4, completed_at = $5 \
+             WHERE id = $6 AND task_id = $7 AND status = 'PROCESSING' \
+             RETURNING credits_reserved, credits_used",
+        )
+        .bind(result)
+        .bind(duration_seconds)
+        .bind(credits_used)
+        .bind(&stamp)
+        .bind(&stamp)
+        .bind(job.id)
+        .bind(&job.task_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(false);
+        };
+        let refund = row.get::<i64, _>("credits_reserved") - row.get::<i64, _>("credits_used");
+        release(&mut tx, job, refund, "settle").await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// FAILED with a message; refunds everything reserved. False when the job
+    /// is no longer this worker's.
+    pub async fn fail_job(&self, job: &Job, error: &str) -> Result<bool, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let stamp = now();
+        let row = sqlx::query(
+            "UPDATE jobs SET status = 'FAILED', error_message = $1, credits_used = 0, \
+                updated_at = $2, completed_at = $3 \
+             WHERE id = $4 AND task_id = $5 AND status = 'PROCESSING' \
+             RETURNING credits_reserved",
+        )
+        .bind(error)
+        .bind(&stamp)
+        .bind(&stamp)
+        .bind(job.id)
+        .bind(&job.task_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(false);
+        };
+        release(&mut tx, job, row.get("credits_reserved"), "refund").await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Re-queues one of the user's FAILED jobs under a new task id, reserving
+    /// its credits again.
+    pub async fn retry_job(&self, user_id: &str, id: i64, task_id: &str) -> Result<Retry, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query("SELECT * FROM jobs WHERE id = $1 AND user_id = $2")
+            .bind(id)
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(job) = row.as_ref().map(Job::from_row) else {
+            return Ok(Retry::NotFound);
+        };
+        if job.status != JobStatus::Failed {
+            return Ok(Retry::NotFailed(job));
+        }
+        // Uploads were probed, so their cost is known; URL jobs reserve after the download.
+        let credits = match (&job.source_url, job.duration_seconds) {
+            (None, Some(seconds)) => super::credits_for(seconds),
+            _ => 0,
+        };
+        reserve(&mut tx, user_id, credits).await?;
+        let row = sqlx::query(
+            "UPDATE jobs SET status = 'PENDING', task_id = $1, credits_reserved = $2, \
+                credits_used = NULL, error_message = NULL, result = NULL, completed_at = NULL, \
+                updated_at = $3 \
+             WHERE id = $4 RETURNING *",
+        )
+        .bind(task_id)
+        .bind(credits)
+        .bind(now())
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if credits > 0 {
+            ledger(&mut tx, user_id, Some(id), -credits, "reserve").await?;
+        }
+        tx.commit().await?;
+        Ok(Retry::Requeued(Job::from_row(&row)))
+    }
+
+    /// Deletes one of the user's jobs, refunding what an unfinished job still
+    /// holds, and returns it (so its files can go too).
+    pub async fn delete_job(&self, user_id: &str, id: i64) -> Result<Option<Job>, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query("DELETE FROM jobs WHERE id = $1 AND user_id = $2 RETURNING *")
+            .bind(id)
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(job) = row.as_ref().map(Job::from_row) else {
+            return Ok(None);
+        };
+        if matches!(job.status, JobStatus::Pending | JobStatus::Processing) {
+            release(&mut tx, &job, job.credits_reserved, "refund").await?;
+        }
+        tx.commit().await?;
+        Ok(Some(job))
+    }
+
+    /// Jobs per status, for the metrics.
+    pub async fn count_jobs_by_status(&self) -> Result<Vec<(JobStatus, i64)>, DbError> {
+        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| Some((JobStatus::parse(row.get("status"))?, row.get("n"))))
+            .collect())
+    }
+}
+
+/// Takes `credits` from the balance, or fails with the balance untouched.
+async fn reserve(
+    tx: &mut sqlx::SqliteConnection,
+    user_id: &str,
+    credits: i64,
+) -> Result<(), DbError> {
+    if credits <= 0 {
+        return Ok(());
+    }
+    let taken =
+        sqlx::query("UPDATE users SET credits = credits - $1 WHERE id = $2 AND credits >= $1")
+            .bind(credits)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+    if taken.rows_affected() == 1 {
+        return Ok(());
+    }
+    let available = sqlx::query("SELECT credits FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| DbError::UnknownUser(user_id.to_owned()))?
+        .get("credits");
+    Err(DbError::InsufficientCredits {
+        required: credits,
+        available,
+    })
+}
+
+/// Gives `credits` back to the job's owner.
+async fn release(
+    tx: &mut sqlx::SqliteConnection,
+    job: &Job,
+    credits: i64,
+    reason: &str,
+) -> Result<(), DbError> {
+    if credits <= 0 {
+        return Ok(());
+    }
+    sqlx::query("UPDATE users SET credits = credits + $1 WHERE id = $2")
+        .bind(credits)
+        .bind(&job.user_id)
+        .execute(&mut *tx)
+        .await?;
+    ledger(tx, &job.user_id, Some(job.id), credits, reason).await
+}
+
+/// The listing's name of a file: its name without the extension.
+fn display_name(filename: &str) -> String {
+    std::path::Path::new(filename).file_stem().map_or_else(
+        || filename.to_owned(),
+        |stem| stem.to_string_lossy().into_owned(),
+    )
+}

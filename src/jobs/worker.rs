@@ -1,0 +1,226 @@
+//! Workers: claim the oldest PENDING job, run it, record how it ended.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::{Files, FilesError, JobResult, Jobs, SpeakerOptions, fetch};
+use crate::audio;
+use crate::db::{DbError, Job, JobType, credits_for};
+use crate::engine::Engine;
+use crate::pipeline;
+
+/// How often an idle worker looks at the queue without being woken.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// Why a job failed, in words for its owner.
+#[derive(Debug, thiserror::Error)]
+enum JobError {
+    #[error("{0}")]
+    Fetch(#[from] fetch::FetchError),
+    #[error("{0}")]
+    Pipeline(String),
+    #[error("{0}")]
+    Db(#[from] DbError),
+    #[error("{0}")]
+    Files(#[from] FilesError),
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// A restart or a delete took the job away; nothing is recorded.
+    #[error("the job was taken away from this worker")]
+    Lost,
+}
+
+/// Runs the configured number of workers until `shutdown`. Jobs left PROCESSING by a crash are
+/// queued again first. On shutdown a running job gets `grace` to finish, then
+/// goes back to the queue.
+pub async fn run_workers(
+    jobs: Arc<Jobs>,
+    engine: Arc<Engine>,
+    shutdown: CancellationToken,
+) -> Result<(), DbError> {
+    let requeued = jobs.db.requeue_interrupted_jobs().await?;
+    if requeued > 0 {
+        tracing::warn!(requeued, "jobs interrupted by a restart are queued again");
+    }
+    let _ = tokio::fs::remove_dir_all(&jobs.config.work_dir).await;
+    let workers: Vec<_> = (0..jobs.config.concurrent_jobs.max(1))
+        .map(|_| {
+            let worker = Worker {
+                jobs: Arc::clone(&jobs),
+                engine: Arc::clone(&engine),
+            };
+            tokio::spawn(worker.run(shutdown.clone()))
+        })
+        .collect();
+    for worker in workers {
+        let _ = worker.await;
+    }
+    Ok(())
+}
+
+struct Worker {
+    jobs: Arc<Jobs>,
+    engine: Arc<Engine>,
+}
+
+impl Worker {
+    async fn run(self, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            let job = match self.jobs.db.claim_next_job().await {
+                Ok(Some(job)) => job,
+                Ok(None) => {
+                    tokio::select! {
+                        () = self.jobs.wake.notified() => {}
+                        () = tokio::time::sleep(IDLE_POLL) => {}
+                        () = shutdown.cancelled() => {}
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "claiming a job failed");
+                    tokio::time::sleep(IDLE_POLL).await;
+                    continue;
+                }
+            };
+            let work = self.process(&job);
+            tokio::pin!(work);
+            tokio::select! {
+                () = &mut work => {}
+                () = shutdown.cancelled() => {
+                    let grace = self.jobs.config.shutdown_grace;
+                    if tokio::time::timeout(grace, &mut work).await.is_err() {
+                        tracing::warn!(job = job.id, "shutting down: job goes back to the queue");
+                        if let Err(e) = self.jobs.db.requeue_job(job.id, &job.task_id).await {
+                            tracing::error!(job = job.id, error = %e, "requeue failed; a restart requeues it");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(job = job.id))]
+    async fn process(&self, job: &Job) {
+        let started = Instant::now();
+        let dir = self
+            .jobs
+            .config
+            .work_dir
+            .join(format!("job-{}-{}", job.id, job.task_id));
+        let outcome = self.run_job(job, &dir).await;
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+        let db = &self.jobs.db;
+        let recorded = match outcome {
+            Ok(result) => {
+                let seconds = result.duration_seconds;
+                let credits = credits_for(seconds);
+                let json = serde_json::to_string(&result).unwrap_or_default();
+                let done = db.complete_job(job, &json, seconds, credits).await;
+                if matches!(done, Ok(true)) {
+                    let elapsed = started.elapsed().as_secs_f64();
+                    metrics::histogram!("whospoke_job_processing_seconds").record(elapsed);
+                    metrics::counter!("whospoke_audio_seconds_processed_total")
+                        .increment(seconds.round() as u64);
+                    metrics::histogram!("whospoke_job_rtfx").record(seconds / elapsed.max(1e-3));
+                    metrics::counter!("whospoke_credits_charged_total").increment(credits as u64);
+                    tracing::info!(seconds, elapsed, "job completed");
+                }
+                done.map(|_| "COMPLETED")
+            }
+            Err(JobError::Lost) => Ok("lost"),
+            Err(e) => {
+                tracing::warn!(error = %e, "job failed");
+                db.fail_job(job, &e.to_string()).await.map(|_| "FAILED")
+            }
+        };
+        match recorded {
+            Ok(status) => {
+                metrics::counter!("whospoke_jobs_finished_total", "status" => status).increment(1);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "recording the job's end failed; a restart retries it")
+            }
+        }
+    }
+
+    async fn run_job(&self, job: &Job, dir: &Path) -> Result<JobResult, JobError> {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| JobError::Internal(format!("{}: {e}", dir.display())))?;
+        let input = self.input(job, dir).await?;
+        let out_dir = dir.join("out");
+        let speakers = SpeakerOptions::of(job)
+            .count()
+            .map_err(|e| JobError::Internal(e.to_string()))?;
+        let engine = Arc::clone(&self.engine);
+        let run_input = input.clone();
+        let run_out = out_dir.clone();
+        let report = tokio::task::spawn_blocking(move || {
+            pipeline::process_file(&engine, &run_input, &run_out, speakers, |_, _| {})
+        })
+        .await
+        .map_err(|e| JobError::Internal(format!("the diarization task failed: {e}")))?
+        .map_err(|e| {
+            JobError::Pipeline(super::user_message(&e.to_string(), &input, &job.filename))
+        })?;
+
+        // A retry replaces what an earlier attempt stored.
+        let files = &self.jobs.files;
+        files.delete_prefix(&format!("jobs/{}", job.id)).await?;
+        let with_tracks = job.job_type == JobType::Extraction;
+        let mut names = vec![report.rttm.clone(), crate::output::RESULT_FILE.to_owned()];
+        if with_tracks {
+            names.extend(report.speakers.iter().map(|speaker| speaker.track.clone()));
+        }
+        for name in &names {
+            files
+                .put_file(&Files::output_key(job.id, name), &out_dir.join(name))
+                .await?;
+        }
+        Ok(JobResult::from_report(report, with_tracks, |name| {
+            Files::output_key(job.id, name)
+        }))
+    }
+
+    /// The job's audio as a local file: downloaded (and charged) for URL jobs,
+    /// copied from the store for uploads.
+    async fn input(&self, job: &Job, dir: &Path) -> Result<PathBuf, JobError> {
+        if let Some(url) = &job.source_url {
+            let url = url::Url::parse(url).map_err(|e| JobError::Internal(e.to_string()))?;
+            let path = fetch::fetch(&url, dir, &self.jobs.config.fetch).await?;
+            if job.credits_reserved == 0 {
+                let probe_path = path.clone();
+                let seconds =
+                    tokio::task::spawn_blocking(move || audio::probe_duration(&probe_path))
+                        .await
+                        .map_err(|e| JobError::Internal(e.to_string()))?
+                        .map_err(|e| {
+                            JobError::Pipeline(super::user_message(
+                                &e.to_string(),
+                                &path,
+                                &job.filename,
+                            ))
+                        })?;
+                if !self
+                    .jobs
+                    .db
+                    .reserve_for_job(job, seconds, credits_for(seconds))
+                    .await?
+                {
+                    return Err(JobError::Lost);
+                }
+            }
+            return Ok(path);
+        }
+        let key = job
+            .input_key
+            .as_deref()
+            .ok_or_else(|| JobError::Internal("the job has no input".into()))?;
+        let local = dir.join(&job.filename);
+        self.jobs.files.get_to_file(key, &local).await?;
+        Ok(local)
+    }
+}

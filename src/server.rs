@@ -1,0 +1,73 @@
+//! The HTTP transport: an axum router over the job service. It knows requests,
+//! auth and links; the work itself is [`crate::jobs`]'s.
+//!
+//! ```text
+//! request ─▶ track metrics ─▶ {detail} errors ─▶ route ─▶ auth + rate limit ─▶ handler ─▶ Jobs
+//! ```
+
+pub mod auth;
+pub mod error;
+pub mod metrics;
+pub mod openapi;
+pub mod range;
+pub mod rate_limit;
+pub mod routes;
+pub mod signing;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::middleware;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::trace::TraceLayer;
+
+use crate::jobs::Jobs;
+use auth::Authenticator;
+use rate_limit::RateLimits;
+use signing::UrlSigner;
+
+/// Settings of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Base of absolute links; `None` uses the request's `Host`.
+    pub public_url: Option<String>,
+    pub max_upload_bytes: u64,
+    pub download_ttl: Duration,
+    /// Where uploads are streamed before the job service takes them.
+    pub upload_dir: PathBuf,
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub jobs: Arc<Jobs>,
+    pub auth: Arc<Authenticator>,
+    pub limits: Arc<RateLimits>,
+    pub signer: Arc<UrlSigner>,
+    pub metrics: PrometheusHandle,
+    pub config: Arc<HttpConfig>,
+}
+
+pub fn router(state: AppState) -> Router {
+    routes::router(state.clone())
+        .layer(middleware::from_fn(error::json_errors))
+        .layer(middleware::from_fn(metrics::track_requests))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves until `shutdown` is cancelled, then stops accepting and lets
+/// requests in flight finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}

@@ -1,0 +1,44 @@
+//! The routes, grouped by what they serve.
+
+mod files;
+mod jobs;
+mod submit;
+mod system;
+mod view;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use axum::routing::{get, post};
+
+use super::AppState;
+use super::auth::require_caller;
+
+pub fn router(state: AppState) -> Router<AppState> {
+    let authenticated = Router::new()
+        .route(
+            "/api/v1/speaker/extract",
+            post(submit::extract).layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/api/v1/speaker/diarize",
+            post(submit::diarize).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/api/v1/speaker/jobs", get(jobs::list))
+        .route(
+            "/api/v1/speaker/jobs/{id}",
+            get(jobs::get).delete(jobs::delete),
+        )
+        .route("/api/v1/speaker/jobs/{id}/retry", post(jobs::retry))
+        .route("/api/v1/jobs/{id}", get(jobs::get))
+        .route("/api/v1/credits", get(system::credits))
+        .route_layer(middleware::from_fn_with_state(state, require_caller));
+    Router::new()
+        .merge(authenticated)
+        // Signed links carry their own authorization.
+        .route("/api/v1/files/{job_id}/{name}", get(files::download))
+        .route("/healthz", get(system::healthz))
+        .route("/readyz", get(system::readyz))
+        .route("/metrics", get(system::metrics))
+        .route("/openapi.json", get(system::openapi))
+}

@@ -1,0 +1,226 @@
+//! `POST /api/v1/speaker/extract` and `/diarize`: a multipart upload (`file`)
+//! or a form with a `url`, plus the speaker-count options.
+//!
+//! Uploads stream to a temporary file, counted against the size limit as
+//! they arrive, and are never held whole in memory.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use axum::Extension;
+use axum::Json;
+use axum::extract::multipart::Field;
+use axum::extract::{FromRequest, Multipart, Query, Request, State};
+use axum::http::{StatusCode, header};
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+
+use super::view::{self, Links};
+use crate::db::JobType;
+use crate::jobs::{Source, SpeakerOptions, fetch};
+use crate::server::AppState;
+use crate::server::auth::Caller;
+use crate::server::error::ApiError;
+
+/// Form bodies hold a URL and a few numbers; anything bigger is not one.
+const MAX_FORM_BYTES: usize = 64 * 1024;
+const SPEAKER_FIELDS: [&str; 3] = ["num_speakers", "min_speakers", "max_speakers"];
+
+pub async fn extract(
+    state: State<AppState>,
+    caller: Extension<Caller>,
+    query: Query<HashMap<String, String>>,
+    request: Request,
+) -> Result<Json<Value>, ApiError> {
+    submit(state, caller, query, JobType::Extraction, request).await
+}
+
+pub async fn diarize(
+    state: State<AppState>,
+    caller: Extension<Caller>,
+    query: Query<HashMap<String, String>>,
+    request: Request,
+) -> Result<Json<Value>, ApiError> {
+    submit(state, caller, query, JobType::Diarization, request).await
+}
+
+async fn submit(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Query(mut fields): Query<HashMap<String, String>>,
+    job_type: JobType,
+    request: Request,
+) -> Result<Json<Value>, ApiError> {
+    let headers = request.headers().clone();
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let upload = if content_type.starts_with("multipart/form-data") {
+        read_multipart(&state, request, &mut fields).await?
+    } else if content_type.starts_with("application/x-www-form-urlencoded") {
+        read_form(request, &mut fields).await?;
+        None
+    } else {
+        return Err(ApiError::bad_request(
+            "Send multipart/form-data with a `file`, or a form with a `url`",
+        ));
+    };
+    let speakers = speaker_options(&fields)?;
+    let url = fields
+        .get("url")
+        .map(|url| url.trim())
+        .filter(|url| !url.is_empty());
+    let source = match (upload, url) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "Provide either a file or a url, not both",
+            ));
+        }
+        (None, None) => return Err(ApiError::bad_request("Provide a file or a url")),
+        (None, Some(url)) => Source::Url(parse_url(url)?),
+        (Some(upload), None) => {
+            let Received { path, filename } = upload.keep();
+            Source::Upload { path, filename }
+        }
+    };
+    let job = state
+        .jobs
+        .submit(&caller.user_id, job_type, source, speakers)
+        .await?;
+    Ok(Json(view::job(&job, &Links::new(&state, &headers))))
+}
+
+/// A received file: its temporary path and the name the client gave it.
+struct Received {
+    path: PathBuf,
+    filename: String,
+}
+
+/// Deletes the temporary file on every exit, unless handed on with `keep`.
+struct TempUpload(Received);
+
+impl TempUpload {
+    fn keep(mut self) -> Received {
+        Received {
+            path: std::mem::take(&mut self.0.path),
+            filename: std::mem::take(&mut self.0.filename),
+        }
+    }
+}
+
+impl Drop for TempUpload {
+    fn drop(&mut self) {
+        if !self.0.path.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.0.path);
+        }
+    }
+}
+
+async fn read_multipart(
+    state: &AppState,
+    request: Request,
+    fields: &mut HashMap<String, String>,
+) -> Result<Option<TempUpload>, ApiError> {
+    let limit = state.config.max_upload_bytes;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit + MAX_FORM_BYTES as u64) {
+        return Err(too_large(limit));
+    }
+    let mut multipart = Multipart::from_request(request, state)
+        .await
+        .map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let mut received = None;
+    while let Some(field) = multipart.next_field().await.map_err(bad_multipart)? {
+        let name = field.name().unwrap_or_default().to_owned();
+        if name == "file" {
+            if received.is_some() {
+                return Err(ApiError::bad_request("Send one `file` per request"));
+            }
+            let filename = field.file_name().unwrap_or("audio").to_owned();
+            let path = state
+                .config
+                .upload_dir
+                .join(uuid::Uuid::new_v4().to_string());
+            let file = TempUpload(Received { path, filename });
+            save_field(field, &file.0.path, limit).await?;
+            received = Some(file);
+        } else {
+            let value = field.text().await.map_err(bad_multipart)?;
+            if value.len() > MAX_FORM_BYTES {
+                return Err(ApiError::bad_request(format!("field `{name}` is too long")));
+            }
+            fields.insert(name, value);
+        }
+    }
+    Ok(received)
+}
+
+/// Streams one multipart field to `path`, failing with 413 past `limit` bytes.
+async fn save_field(mut field: Field<'_>, path: &Path, limit: u64) -> Result<(), ApiError> {
+    let mut file = tokio::fs::File::create(path)
+        .await
+        .map_err(ApiError::internal)?;
+    let mut written = 0u64;
+    while let Some(chunk) = field.chunk().await.map_err(bad_multipart)? {
+        written += chunk.len() as u64;
+        if written > limit {
+            return Err(too_large(limit));
+        }
+        file.write_all(&chunk).await.map_err(ApiError::internal)?;
+    }
+    file.flush().await.map_err(ApiError::internal)?;
+    if written == 0 {
+        return Err(ApiError::bad_request("The uploaded file is empty"));
+    }
+    Ok(())
+}
+
+async fn read_form(request: Request, fields: &mut HashMap<String, String>) -> Result<(), ApiError> {
+    let body = axum::body::to_bytes(request.into_body(), MAX_FORM_BYTES)
+        .await
+        .map_err(|_| ApiError::bad_request("The form body is too large"))?;
+    fields.extend(url::form_urlencoded::parse(&body).into_owned());
+    Ok(())
+}
+
+fn speaker_options(fields: &HashMap<String, String>) -> Result<SpeakerOptions, ApiError> {
+    let [num, min, max] = SPEAKER_FIELDS.map(|name| {
+        match fields.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(text) => text
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .map(Some)
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "{name} must be a positive integer, got {text:?}"
+                    ))
+                }),
+        }
+    });
+    SpeakerOptions::new(num?, min?, max?).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+fn parse_url(text: &str) -> Result<url::Url, ApiError> {
+    let url = url::Url::parse(text)
+        .map_err(|e| ApiError::bad_request(format!("Invalid url {text:?}: {e}")))?;
+    fetch::check_scheme(&url).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(url)
+}
+
+fn too_large(limit: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("File too large: the maximum upload is {limit} bytes"),
+    )
+}
+
+fn bad_multipart(error: axum::extract::multipart::MultipartError) -> ApiError {
+    ApiError::bad_request(format!("Malformed multipart body: {}", error.body_text()))
+}

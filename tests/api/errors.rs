@@ -1,0 +1,223 @@
+//! The API's errors: 400, 402, 413, 422 and 429, each with a `{detail}` body.
+
+use crate::audio::{self, credits_for, sample_seconds};
+use crate::client::{Submission, WithKey, expect_detail, expect_json};
+use crate::jobs::failed_upload;
+use crate::server::Server;
+
+#[tokio::test]
+async fn invalid_submissions_get_400_and_create_no_job() {
+    let server = Server::start(&[]);
+    let user = server.create_user(1_000_000);
+    let before = server.balance(&user).await;
+    let sample = || audio::sample_bytes();
+
+    for endpoint in [Submission::extract(), Submission::diarize()] {
+        let upload = endpoint.clone().file("sample.wav", sample());
+        let cases = [
+            (
+                "no file and no url (multipart)",
+                endpoint.clone().multipart().field("num_speakers", "2"),
+            ),
+            ("no file and no url (empty form)", endpoint.clone()),
+            (
+                "both a file and a url",
+                upload.clone().field("url", "http://127.0.0.1:9/a.wav"),
+            ),
+            (
+                "num_speakers=0 in the query",
+                upload.clone().query("num_speakers", "0"),
+            ),
+            (
+                "num_speakers=abc in the query",
+                upload.clone().query("num_speakers", "abc"),
+            ),
+            (
+                "num_speakers=0 in the form",
+                upload.clone().field("num_speakers", "0"),
+            ),
+            (
+                "num_speakers=abc in the form",
+                upload.clone().field("num_speakers", "abc"),
+            ),
+            (
+                "num_speakers=-1",
+                upload.clone().query("num_speakers", "-1"),
+            ),
+            (
+                "num_speakers=2.5",
+                upload.clone().query("num_speakers", "2.5"),
+            ),
+            (
+                "min_speakers > max_speakers",
+                upload
+                    .clone()
+                    .query("min_speakers", "3")
+                    .query("max_speakers", "2"),
+            ),
+            (
+                "an ftp:// url",
+                endpoint.clone().url("ftp://127.0.0.1/sample.wav"),
+            ),
+            ("a file:// url", endpoint.clone().url("file:///etc/passwd")),
+            ("a url that is not a URL", endpoint.clone().url("not a url")),
+        ];
+        for (what, submission) in cases {
+            let what = format!("POST {}: {what}", submission.path());
+            expect_detail(submission.send(&server, &user).await, 400, &what).await;
+        }
+    }
+
+    let listing = server.list(&user, "").await;
+    assert_eq!(listing["total"], 0, "a 400 creates no job: {listing:#}");
+    assert_eq!(server.balance(&user).await, before, "a 400 costs nothing");
+}
+
+#[tokio::test]
+async fn insufficient_credits_get_402_with_required_and_available() {
+    let server = Server::start(&[]);
+    let user = server.create_user(10);
+
+    for submission in [Submission::extract(), Submission::diarize()] {
+        let response = submission
+            .file("sample.wav", audio::sample_bytes())
+            .send(&server, &user)
+            .await;
+        let detail = expect_detail(response, 402, "an upload costing more than the balance").await;
+        let required = credits_for(sample_seconds());
+        assert_eq!(
+            detail,
+            format!("Insufficient credits for processing. Required: {required}, Available: 10"),
+            "the 402 detail names what the job needs and what the user has"
+        );
+    }
+    assert_eq!(
+        server.balance(&user).await,
+        10,
+        "a refused job reserves nothing"
+    );
+}
+
+#[tokio::test]
+async fn the_rate_limit_is_per_key_and_endpoint_with_headers() {
+    let server = Server::start(&["--rate-limit-per-minute", "5"]);
+    let alice = server.create_user(1_000);
+    let bob = server.create_user(1_000);
+
+    for n in 1..=5 {
+        let response = server.get("/api/v1/credits").with_key(&alice).send().await;
+        expect_json(
+            response,
+            200,
+            &format!("request {n} of 5 allowed per minute"),
+        )
+        .await;
+    }
+    let response = server
+        .get("/api/v1/credits")
+        .with_key(&alice)
+        .send()
+        .await
+        .expect("GET /api/v1/credits a sixth time");
+    let header = |name: &str| -> u64 {
+        let value = response
+            .headers()
+            .get(name)
+            .unwrap_or_else(|| panic!("a 429 carries a {name} header: {:?}", response.headers()));
+        value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| {
+                panic!("{name} should be a whole number of seconds/requests: {value:?}")
+            })
+    };
+    assert_eq!(
+        header("ratelimit-limit"),
+        5,
+        "RateLimit-Limit is the configured limit"
+    );
+    assert_eq!(
+        header("ratelimit-remaining"),
+        0,
+        "RateLimit-Remaining when limited"
+    );
+    header("ratelimit-reset");
+    assert!(
+        header("retry-after") >= 1,
+        "Retry-After should ask to wait at least a second"
+    );
+    let detail = expect_detail(Ok(response), 429, "the sixth request within a minute").await;
+    assert_eq!(detail, "Rate limit exceeded. Try again later.");
+
+    let response = server
+        .get("/api/v1/speaker/jobs")
+        .with_key(&alice)
+        .send()
+        .await;
+    expect_json(response, 200, "another endpoint, same key: its own budget").await;
+    let response = server.get("/api/v1/credits").with_key(&bob).send().await;
+    expect_json(
+        response,
+        200,
+        "same endpoint, another user: their own budget",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_upload_over_the_maximum_gets_413_and_the_server_carries_on() {
+    let server = Server::start(&["--max-upload-bytes", "100000"]);
+    let user = server.create_user(1_000_000);
+    let before = server.balance(&user).await;
+    let sample = audio::sample_bytes();
+    assert!(
+        sample.len() > 100_000,
+        "the sample must exceed the limit for this test"
+    );
+
+    let response = Submission::extract()
+        .file("sample.wav", sample)
+        .send(&server, &user)
+        .await;
+    expect_detail(response, 413, "an upload over --max-upload-bytes").await;
+
+    let health = server.get("/healthz").send().await;
+    expect_json(health, 200, "GET /healthz after a 413").await;
+    let listing = server.list(&user, "").await;
+    assert_eq!(listing["total"], 0, "a 413 creates no job: {listing:#}");
+    assert_eq!(server.balance(&user).await, before, "a 413 costs nothing");
+
+    let small = audio::clip(6.0, 2.0);
+    assert!(small.len() < 100_000, "a 2 s clip fits under the limit");
+    Submission::extract()
+        .file("small.wav", small)
+        .submit(&server, &user)
+        .await;
+}
+
+#[tokio::test]
+async fn undecodable_uploads_get_422_and_a_failed_job_with_no_charge() {
+    let server = Server::start(&[]);
+    let user = server.create_user(1_000_000);
+    let before = server.balance(&user).await;
+
+    let files = [
+        ("notes.wav", audio::not_audio()),
+        ("broken.wav", audio::broken_wav()),
+    ];
+    for (name, bytes) in files {
+        let job = failed_upload(&server, &user, name, bytes).await;
+        assert_eq!(job["status"], "FAILED", "{job}");
+        assert!(
+            job["credits_used"].is_null() || job["credits_used"] == 0,
+            "a FAILED job charges nothing: {job}"
+        );
+    }
+    let listing = server.list(&user, "status=FAILED").await;
+    assert_eq!(
+        listing["total"], 2,
+        "both failures are recorded: {listing:#}"
+    );
+    assert_eq!(server.balance(&user).await, before, "422s cost nothing");
+}

@@ -1,0 +1,20 @@
+//! Integration tests for the batch REST API (issue 3): the real `whospoke serve` binary on
+//! loopback, real audio (tests/data/sample.wav: 30 s, two speakers), no mocks.
+//!
+//! Every test starts its own server on a free port with a fresh data directory
+//! (`server.rs`); `whospoke admin` makes its users.
+
+mod audio;
+mod checks;
+mod client;
+mod media;
+mod server;
+
+mod auth;
+mod downloads;
+mod durability;
+mod errors;
+mod jobs;
+mod ops;
+mod sdk;
+mod url_ingest;

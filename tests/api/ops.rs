@@ -1,0 +1,137 @@
+//! Operations endpoints, no auth: health, readiness, Prometheus metrics, OpenAPI.
+
+use std::time::{Duration, Instant};
+
+use crate::audio;
+use crate::client::{Submission, expect_json, status_and_text};
+use crate::server::Server;
+
+/// Sum of every sample of a metric (all label sets) in Prometheus text, if it is there.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    let values: Vec<f64> = text
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .map(|line| {
+            let value = line.rsplit(' ').next().unwrap_or_default();
+            value
+                .parse::<f64>()
+                .unwrap_or_else(|_| panic!("metric line without a number: {line:?}"))
+        })
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
+async fn metrics_text(server: &Server) -> String {
+    let (status, text) = status_and_text(server.get("/metrics").send().await, "GET /metrics").await;
+    assert_eq!(status, 200, "GET /metrics: {text}");
+    text
+}
+
+#[tokio::test]
+async fn health_and_readiness_need_no_auth() {
+    let server = Server::start(&[]);
+    let health = expect_json(server.get("/healthz").send().await, 200, "GET /healthz").await;
+    assert_eq!(health["status"], "ok", "GET /healthz: {health}");
+
+    // Ready once the database and the engine are: 503 until then, never anything else.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (status, body) =
+            status_and_text(server.get("/readyz").send().await, "GET /readyz").await;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(
+            status, 503,
+            "GET /readyz is 200 or 503, got {status}: {body}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "GET /readyz still 503 after 120 s: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn metrics_count_requests_jobs_and_audio() {
+    let server = Server::start(&[]);
+    let user = server.create_user(1_000_000);
+    let id = Submission::extract()
+        .file("clip.wav", audio::speech_clip())
+        .submit(&server, &user)
+        .await;
+    server.wait_for_status(&user, id, "COMPLETED").await;
+
+    let text = metrics_text(&server).await;
+    let requests = metric(&text, "whospoke_http_requests_total");
+    assert!(
+        requests.is_some_and(|n| n >= 2.0),
+        "whospoke_http_requests_total should count the requests made so far:\n{text}"
+    );
+    let audio_seconds = metric(&text, "whospoke_audio_seconds_processed_total");
+    assert!(
+        audio_seconds.is_some_and(|s| (s - audio::SPEECH_CLIP_SECONDS).abs() < 0.1),
+        "whospoke_audio_seconds_processed_total should be the clip's {} s:\n{text}",
+        audio::SPEECH_CLIP_SECONDS
+    );
+    let credits = metric(&text, "whospoke_credits_charged_total");
+    assert!(
+        credits.is_some_and(|c| c == audio::credits_for(audio::SPEECH_CLIP_SECONDS) as f64),
+        "whospoke_credits_charged_total should be the job's credits:\n{text}"
+    );
+    assert!(
+        metric(&text, "whospoke_jobs").is_some(),
+        "jobs by state (whospoke_jobs):\n{text}"
+    );
+    assert!(
+        metric(&text, "whospoke_queue_depth").is_some(),
+        "queue depth:\n{text}"
+    );
+    assert!(
+        metric(&text, "whospoke_job_processing_seconds_count").is_some_and(|n| n >= 1.0),
+        "a processing-seconds histogram with the job in it:\n{text}"
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_api() {
+    let server = Server::start(&[]);
+    let doc = expect_json(
+        server.get("/openapi.json").send().await,
+        200,
+        "GET /openapi.json",
+    )
+    .await;
+    let version = doc["openapi"].as_str().unwrap_or_default();
+    assert!(
+        version.starts_with("3."),
+        "an OpenAPI 3 document, got openapi = {version:?}"
+    );
+    let paths = doc["paths"]
+        .as_object()
+        .unwrap_or_else(|| panic!("the document has paths: {doc:#}"));
+    for expected in [
+        "/api/v1/speaker/extract",
+        "/api/v1/speaker/diarize",
+        "/api/v1/speaker/jobs",
+        "/api/v1/credits",
+    ] {
+        assert!(
+            paths.contains_key(expected),
+            "{expected} is documented; paths: {:?}",
+            paths.keys()
+        );
+    }
+    for prefix in ["/api/v1/speaker/jobs/{", "/api/v1/jobs/{"] {
+        assert!(
+            paths.keys().any(|p| p.starts_with(prefix)),
+            "a {prefix}id}} path is documented; paths: {:?}",
+            paths.keys()
+        );
+    }
+}
