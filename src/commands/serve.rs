@@ -93,7 +93,10 @@ pub fn run(args: Args) -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => return fail(&format!("starting the async runtime: {e}")),
     };
-    match runtime.block_on(serve(args)) {
+    let outcome = runtime.block_on(serve(args));
+    // A job past its grace period was requeued; do not wait for its blocking task.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => fail(&message),
     }
