@@ -5,6 +5,7 @@
 //! stays bounded. The outputs need the original audio again, so the file is
 //! decoded a second time rather than kept.
 
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -29,6 +30,8 @@ pub enum PipelineError {
     Output(#[from] OutputError),
     #[error("the decoder thread panicked")]
     DecoderPanicked,
+    #[error("cancelled")]
+    Cancelled,
 }
 
 /// Wall-clock seconds of each stage of one file. Decoding overlaps the
@@ -43,12 +46,13 @@ pub struct Timings {
 }
 
 /// Diarizes one file. `progress` is called with the seconds of audio analysed
-/// so far and the file's duration when its container states it.
+/// so far and the file's duration when its container states it; returning
+/// `Break` cancels the run.
 pub fn diarize_file(
     engine: &Engine,
     input: &Path,
     speakers: SpeakerCount,
-    mut progress: impl FnMut(f64, Option<f64>),
+    mut progress: impl FnMut(f64, Option<f64>) -> ControlFlow<()>,
 ) -> Result<(AudioInfo, Diarization, Timings), PipelineError> {
     let started = Instant::now();
     let reader = AudioReader::open(input)?;
@@ -65,8 +69,14 @@ pub fn diarize_file(
                 continue; // drain, so the decoder never blocks on a full channel
             }
             match run.push(&block) {
-                Ok(()) => progress(run.pushed_seconds(), duration),
-                Err(e) => failure = Some(e),
+                Ok(()) => {
+                    if progress(run.pushed_seconds(), duration).is_break() {
+                        // Dropping the receiver stops the decoder at its next block.
+                        failure = Some(PipelineError::Cancelled);
+                        break;
+                    }
+                }
+                Err(e) => failure = Some(e.into()),
             }
         }
         let decode = decoder.join();
@@ -119,7 +129,7 @@ pub fn process_file(
     input: &Path,
     out_dir: &Path,
     speakers: SpeakerCount,
-    progress: impl FnMut(f64, Option<f64>),
+    progress: impl FnMut(f64, Option<f64>) -> ControlFlow<()>,
 ) -> Result<Report, PipelineError> {
     let (_, diarization, mut timings) = diarize_file(engine, input, speakers, progress)?;
     let started = Instant::now();

@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::io::IsTerminal;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -138,6 +139,7 @@ fn diarize_one(
             bar.set_length((total * 10.0) as u64);
         }
         bar.set_position((done * 10.0) as u64);
+        ControlFlow::Continue(())
     });
     bar.finish_and_clear();
     match result {

@@ -1,7 +1,9 @@
 //! Workers: claim the oldest PENDING job, run it, record how it ended.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
@@ -11,6 +13,9 @@ use crate::audio;
 use crate::db::{DbError, Job, JobType, credits_for};
 use crate::engine::Engine;
 use crate::pipeline;
+
+/// How a run ended when its job was no longer this worker's to record.
+const LOST: &str = "lost";
 
 /// How often an idle worker looks at the queue without being woken.
 const IDLE_POLL: Duration = Duration::from_secs(1);
@@ -85,7 +90,8 @@ impl Worker {
                     continue;
                 }
             };
-            let work = self.process(&job);
+            let cancel = Arc::new(AtomicBool::new(false));
+            let work = self.process(&job, Arc::clone(&cancel));
             tokio::pin!(work);
             tokio::select! {
                 () = &mut work => {}
@@ -96,6 +102,9 @@ impl Worker {
                         if let Err(e) = self.jobs.db.requeue_job(job.id, &job.task_id).await {
                             tracing::error!(job = job.id, error = %e, "requeue failed; a restart requeues it");
                         }
+                        // The model threads must stop before the process exits under them.
+                        cancel.store(true, Ordering::Relaxed);
+                        work.await;
                     }
                 }
             }
@@ -103,14 +112,14 @@ impl Worker {
     }
 
     #[tracing::instrument(skip_all, fields(job = job.id))]
-    async fn process(&self, job: &Job) {
+    async fn process(&self, job: &Job, cancel: Arc<AtomicBool>) {
         let started = Instant::now();
         let dir = self
             .jobs
             .config
             .work_dir
             .join(format!("job-{}-{}", job.id, job.task_id));
-        let outcome = self.run_job(job, &dir).await;
+        let outcome = self.run_job(job, &dir, cancel).await;
         let _ = tokio::fs::remove_dir_all(&dir).await;
         let db = &self.jobs.db;
         let recorded = match outcome {
@@ -128,15 +137,21 @@ impl Worker {
                     metrics::counter!("whospoke_credits_charged_total").increment(credits as u64);
                     tracing::info!(seconds, elapsed, "job completed");
                 }
-                done.map(|_| "COMPLETED")
+                done.map(|ours| if ours { "COMPLETED" } else { LOST })
             }
-            Err(JobError::Lost) => Ok("lost"),
+            Err(JobError::Lost) => Ok(LOST),
             Err(e) => {
-                tracing::warn!(error = %e, "job failed");
-                db.fail_job(job, &e.to_string()).await.map(|_| "FAILED")
+                let failed = db.fail_job(job, &e.to_string()).await;
+                if matches!(failed, Ok(true)) {
+                    tracing::warn!(error = %e, "job failed");
+                }
+                failed.map(|ours| if ours { "FAILED" } else { LOST })
             }
         };
         match recorded {
+            Ok(LOST) => {
+                tracing::info!("the job was requeued or deleted meanwhile; nothing recorded")
+            }
             Ok(status) => {
                 metrics::counter!("whospoke_jobs_finished_total", "status" => status).increment(1);
             }
@@ -146,7 +161,12 @@ impl Worker {
         }
     }
 
-    async fn run_job(&self, job: &Job, dir: &Path) -> Result<JobResult, JobError> {
+    async fn run_job(
+        &self,
+        job: &Job,
+        dir: &Path,
+        cancel: Arc<AtomicBool>,
+    ) -> Result<JobResult, JobError> {
         tokio::fs::create_dir_all(dir)
             .await
             .map_err(|e| JobError::Internal(format!("{}: {e}", dir.display())))?;
@@ -159,7 +179,13 @@ impl Worker {
         let run_input = input.clone();
         let run_out = out_dir.clone();
         let report = tokio::task::spawn_blocking(move || {
-            pipeline::process_file(&engine, &run_input, &run_out, speakers, |_, _| {})
+            pipeline::process_file(&engine, &run_input, &run_out, speakers, |_, _| {
+                if cancel.load(Ordering::Relaxed) {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
         })
         .await
         .map_err(|e| JobError::Internal(format!("the diarization task failed: {e}")))?
