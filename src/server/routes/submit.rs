@@ -6,12 +6,15 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use axum::Extension;
 use axum::Json;
 use axum::extract::multipart::Field;
 use axum::extract::{FromRequest, Multipart, Query, Request, State};
 use axum::http::{StatusCode, header};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
@@ -24,6 +27,9 @@ use crate::server::error::ApiError;
 
 /// Form bodies hold a URL and a few numbers; anything bigger is not one.
 const MAX_FORM_BYTES: usize = 64 * 1024;
+/// What a refused upload may still send before we answer anyway.
+const MAX_DRAIN_BYTES: u64 = 64 << 20;
+const MAX_DRAIN_TIME: Duration = Duration::from_secs(10);
 const SPEAKER_FIELDS: [&str; 3] = ["num_speakers", "min_speakers", "max_speakers"];
 
 pub async fn extract(
@@ -129,6 +135,7 @@ async fn read_multipart(
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit + MAX_FORM_BYTES as u64) {
+        discard(request.into_body().into_data_stream()).await;
         return Err(too_large(limit));
     }
     let mut multipart = Multipart::from_request(request, state)
@@ -169,6 +176,7 @@ async fn save_field(mut field: Field<'_>, path: &Path, limit: u64) -> Result<(),
     while let Some(chunk) = field.chunk().await.map_err(bad_multipart)? {
         written += chunk.len() as u64;
         if written > limit {
+            discard(field).await;
             return Err(too_large(limit));
         }
         file.write_all(&chunk).await.map_err(ApiError::internal)?;
@@ -212,6 +220,21 @@ fn parse_url(text: &str) -> Result<url::Url, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("Invalid url {text:?}: {e}")))?;
     fetch::check_scheme(&url).map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok(url)
+}
+
+/// Reads and drops what the client is still sending (up to a bound), so it
+/// gets to read our 413 instead of a connection reset mid-upload.
+async fn discard<E>(mut rest: impl Stream<Item = Result<Bytes, E>> + Unpin) {
+    let drain = async {
+        let mut drained = 0u64;
+        while let Some(Ok(chunk)) = rest.next().await {
+            drained += chunk.len() as u64;
+            if drained > MAX_DRAIN_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(MAX_DRAIN_TIME, drain).await;
 }
 
 fn too_large(limit: u64) -> ApiError {
