@@ -28,9 +28,10 @@ VENV="$ROOT/.venv"
 PYTHON="${PYTHON:-python3}"
 # Exact line from ../shared/tools/README.md (fully pinned alternative).
 # onnxruntime lets scripts/bench_offline.sh time the bare models as a calibration.
-# pytest, requests and the official AudioPod SDK run the API compatibility tests (tests/sdk).
+# pytest, requests and the official AudioPod SDK run the API compatibility tests (tests/sdk);
+# moto's S3 server stands in for S3-compatible storage in tests/api/storage.rs.
 SCORER_PKGS=(pyannote.metrics==4.0.0 pyannote.core==6.1.0 numpy==2.4.6 scipy==1.17.1 soundfile==0.14.0 onnxruntime==1.31.1
-             pytest==9.2.0 requests==2.34.2 audiopod==2.12.0)
+             pytest==9.2.0 requests==2.34.2 audiopod==2.12.0 "moto[server]==5.2.5")
 
 DO_APT=1
 DO_BUILD=1
@@ -119,9 +120,9 @@ import sys
 from importlib.metadata import version
 for spec in sys.argv[1:]:
     name, want = spec.split("==")
-    if version(name) != want:
+    if version(name.split("[")[0]) != want:
         sys.exit(1)
-import pyannote.metrics, pyannote.core, numpy, scipy, soundfile, pytest, requests, audiopod  # noqa: E401,F401
+import pyannote.metrics, pyannote.core, numpy, scipy, soundfile, pytest, requests, audiopod, moto  # noqa: E401,F401
 EOF
 }
 

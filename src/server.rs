@@ -6,6 +6,7 @@
 //! ```
 
 pub mod auth;
+mod drain;
 pub mod error;
 pub mod metrics;
 pub mod openapi;

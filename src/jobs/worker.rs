@@ -1,11 +1,13 @@
 //! Workers: claim the oldest PENDING job, run it, record how it ended.
 
 use std::ops::ControlFlow;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use tokio_util::sync::CancellationToken;
 
 use super::{Files, FilesError, JobResult, Jobs, SpeakerOptions, fetch};
@@ -119,7 +121,11 @@ impl Worker {
             .config
             .work_dir
             .join(format!("job-{}-{}", job.id, job.task_id));
-        let outcome = self.run_job(job, &dir, cancel).await;
+        // A bug must fail the job, not strand it in PROCESSING until a restart.
+        let outcome = AssertUnwindSafe(self.run_job(job, &dir, cancel))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| Err(JobError::Internal("the job panicked".into())));
         let _ = tokio::fs::remove_dir_all(&dir).await;
         let db = &self.jobs.db;
         let recorded = match outcome {

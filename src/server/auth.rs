@@ -12,6 +12,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
 use super::AppState;
+use super::drain::discard_body;
 use super::error::ApiError;
 use crate::db::Db;
 use crate::db::accounts::API_KEY_PREFIX;
@@ -123,7 +124,10 @@ pub async fn require_caller(
 ) -> Response {
     let caller = match state.auth.authenticate(request.headers()).await {
         Ok(caller) => caller,
-        Err(e) => return e.into_response(),
+        Err(e) => {
+            discard_body(request.into_body()).await;
+            return e.into_response();
+        }
     };
     let bucket = format!(
         "{} {} {}",
@@ -133,7 +137,10 @@ pub async fn require_caller(
     );
     let quota = match state.limits.check(&bucket) {
         Ok(quota) => quota,
-        Err(limited) => return limited.into_response(),
+        Err(limited) => {
+            discard_body(request.into_body()).await;
+            return limited.into_response();
+        }
     };
     request.extensions_mut().insert(caller);
     let mut response = next.run(request).await;

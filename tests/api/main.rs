@@ -17,4 +17,5 @@ mod errors;
 mod jobs;
 mod ops;
 mod sdk;
+mod storage;
 mod url_ingest;

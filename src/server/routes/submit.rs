@@ -6,15 +6,12 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use axum::Extension;
 use axum::Json;
 use axum::extract::multipart::Field;
 use axum::extract::{FromRequest, Multipart, Query, Request, State};
 use axum::http::{StatusCode, header};
-use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
@@ -23,13 +20,11 @@ use crate::db::JobType;
 use crate::jobs::{Source, SpeakerOptions, fetch};
 use crate::server::AppState;
 use crate::server::auth::Caller;
+use crate::server::drain::{discard, discard_body};
 use crate::server::error::ApiError;
 
 /// Form bodies hold a URL and a few numbers; anything bigger is not one.
 const MAX_FORM_BYTES: usize = 64 * 1024;
-/// What a refused upload may still send before we answer anyway.
-const MAX_DRAIN_BYTES: u64 = 64 << 20;
-const MAX_DRAIN_TIME: Duration = Duration::from_secs(10);
 const SPEAKER_FIELDS: [&str; 3] = ["num_speakers", "min_speakers", "max_speakers"];
 
 pub async fn extract(
@@ -69,6 +64,7 @@ async fn submit(
         read_form(request, &mut fields).await?;
         None
     } else {
+        discard_body(request.into_body()).await;
         return Err(ApiError::bad_request(
             "Send multipart/form-data with a `file`, or a form with a `url`",
         ));
@@ -135,7 +131,7 @@ async fn read_multipart(
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit + MAX_FORM_BYTES as u64) {
-        discard(request.into_body().into_data_stream()).await;
+        discard_body(request.into_body()).await;
         return Err(too_large(limit));
     }
     let mut multipart = Multipart::from_request(request, state)
@@ -220,21 +216,6 @@ fn parse_url(text: &str) -> Result<url::Url, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("Invalid url {text:?}: {e}")))?;
     fetch::check_scheme(&url).map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok(url)
-}
-
-/// Reads and drops what the client is still sending (up to a bound), so it
-/// gets to read our 413 instead of a connection reset mid-upload.
-async fn discard<E>(mut rest: impl Stream<Item = Result<Bytes, E>> + Unpin) {
-    let drain = async {
-        let mut drained = 0u64;
-        while let Some(Ok(chunk)) = rest.next().await {
-            drained += chunk.len() as u64;
-            if drained > MAX_DRAIN_BYTES {
-                break;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(MAX_DRAIN_TIME, drain).await;
 }
 
 fn too_large(limit: u64) -> ApiError {
