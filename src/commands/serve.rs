@@ -113,6 +113,8 @@ async fn serve(args: Args) -> Result<(), String> {
 
     let data_dir = args.data_dir.clone();
     let upload_dir = data_dir.join("uploads");
+    // Uploads cut off by a crash are never referenced by a job; start empty.
+    let _ = std::fs::remove_dir_all(&upload_dir);
     for dir in [&data_dir, &upload_dir] {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
