@@ -19,6 +19,7 @@ pub mod embedding;
 pub mod fbank;
 mod model;
 mod offline;
+mod online;
 mod pool;
 pub mod powerset;
 pub mod reconstruct;
@@ -30,6 +31,7 @@ use std::thread::JoinHandle;
 
 pub use model::ModelError;
 pub use offline::{OfflineRun, RunError, StageTimes};
+pub use online::{OnlineParams, OnlineRun};
 
 use crate::runtime;
 use embedding::Embedder;
@@ -208,6 +210,11 @@ impl Engine {
     /// Starts diarizing one recording; push its 16 kHz mono samples into the run.
     pub fn start(&self, speakers: SpeakerCount) -> OfflineRun<'_> {
         OfflineRun::new(self, speakers)
+    }
+
+    /// A live run: push audio as it arrives, get turns `latency` after they happen.
+    pub fn start_online(&self, params: OnlineParams) -> OnlineRun<'_> {
+        OnlineRun::new(self, params)
     }
 }
 

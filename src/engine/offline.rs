@@ -180,7 +180,7 @@ impl<'e> OfflineRun<'e> {
                 .saturating_sub(start_frame * FRAME_STEP_SAMPLES);
             for local in 0..LOCAL_SPEAKERS {
                 if let Some((speech, reliable)) =
-                    self.embedding_audio(&activity, local, samples, valid)
+                    embedding_audio(&self.engine.params, &activity, local, samples, valid)
                 {
                     requests.push(EmbedRequest {
                         window: first_window + j,
@@ -263,51 +263,6 @@ impl<'e> OfflineRun<'e> {
             self.times.segmentation_seconds += spent.as_secs_f64();
         }
         Ok(activities)
-    }
-
-    /// Speech of one local speaker to embed: its clean frames when there are
-    /// enough, else all its frames; `None` when it says too little.
-    fn embedding_audio(
-        &self,
-        activity: &LocalActivity,
-        local: usize,
-        window: &[f32],
-        valid_samples: usize,
-    ) -> Option<(Vec<f32>, bool)> {
-        let params = &self.engine.params;
-        let frame_seconds = FRAME_STEP_SAMPLES as f64 / f64::from(ANALYSIS_SAMPLE_RATE);
-        let frame_end =
-            |i: usize| i * FRAME_STEP_SAMPLES + FRAME_OFFSET_SAMPLES + FRAME_STEP_SAMPLES;
-        let in_audio = |i: usize| frame_end(i) <= valid_samples;
-        let active = |i: usize| activity[i][local] && in_audio(i);
-        let clean = |i: usize| active(i) && powerset::count(&activity[i]) == 1;
-        let clean_seconds =
-            (0..activity.len()).filter(|&i| clean(i)).count() as f64 * frame_seconds;
-        let active_seconds =
-            (0..activity.len()).filter(|&i| active(i)).count() as f64 * frame_seconds;
-        let mut selected: Vec<usize> = if clean_seconds >= params.min_clean_seconds {
-            (0..activity.len()).filter(|&i| clean(i)).collect()
-        } else if active_seconds >= params.min_embed_seconds {
-            (0..activity.len()).filter(|&i| active(i)).collect()
-        } else {
-            return None;
-        };
-        let cap = (params.max_embed_seconds / frame_seconds) as usize;
-        if selected.len() > cap {
-            // Embedding cost grows with length; the window's centre is segmented best.
-            let centre = activity.len() / 2;
-            selected.sort_by_key(|&i| i.abs_diff(centre));
-            selected.truncate(cap);
-            selected.sort_unstable();
-        }
-        // Frame i stands for the 270 samples around its centre, so selected frames tile.
-        let mut samples = Vec::with_capacity(selected.len() * FRAME_STEP_SAMPLES);
-        for i in selected {
-            let from = i * FRAME_STEP_SAMPLES + FRAME_OFFSET_SAMPLES;
-            samples.extend_from_slice(&window[from..from + FRAME_STEP_SAMPLES]);
-        }
-        let enough = fbank::num_frames(samples.len()) >= MIN_FRAMES;
-        enough.then_some((samples, clean_seconds >= params.min_reliable_seconds))
     }
 
     fn embed(
@@ -399,7 +354,48 @@ impl<'e> OfflineRun<'e> {
     }
 }
 
-fn normalised(mut e: Embedding) -> Option<Embedding> {
+/// Speech of one local speaker to embed: its clean frames when there are
+/// enough, else all its frames; `None` when it says too little.
+pub(super) fn embedding_audio(
+    params: &super::DiarizationParams,
+    activity: &LocalActivity,
+    local: usize,
+    window: &[f32],
+    valid_samples: usize,
+) -> Option<(Vec<f32>, bool)> {
+    let frame_seconds = FRAME_STEP_SAMPLES as f64 / f64::from(ANALYSIS_SAMPLE_RATE);
+    let frame_end = |i: usize| i * FRAME_STEP_SAMPLES + FRAME_OFFSET_SAMPLES + FRAME_STEP_SAMPLES;
+    let in_audio = |i: usize| frame_end(i) <= valid_samples;
+    let active = |i: usize| activity[i][local] && in_audio(i);
+    let clean = |i: usize| active(i) && powerset::count(&activity[i]) == 1;
+    let clean_seconds = (0..activity.len()).filter(|&i| clean(i)).count() as f64 * frame_seconds;
+    let active_seconds = (0..activity.len()).filter(|&i| active(i)).count() as f64 * frame_seconds;
+    let mut selected: Vec<usize> = if clean_seconds >= params.min_clean_seconds {
+        (0..activity.len()).filter(|&i| clean(i)).collect()
+    } else if active_seconds >= params.min_embed_seconds {
+        (0..activity.len()).filter(|&i| active(i)).collect()
+    } else {
+        return None;
+    };
+    let cap = (params.max_embed_seconds / frame_seconds) as usize;
+    if selected.len() > cap {
+        // Embedding cost grows with length; the window's centre is segmented best.
+        let centre = activity.len() / 2;
+        selected.sort_by_key(|&i| i.abs_diff(centre));
+        selected.truncate(cap);
+        selected.sort_unstable();
+    }
+    // Frame i stands for the 270 samples around its centre, so selected frames tile.
+    let mut samples = Vec::with_capacity(selected.len() * FRAME_STEP_SAMPLES);
+    for i in selected {
+        let from = i * FRAME_STEP_SAMPLES + FRAME_OFFSET_SAMPLES;
+        samples.extend_from_slice(&window[from..from + FRAME_STEP_SAMPLES]);
+    }
+    let enough = fbank::num_frames(samples.len()) >= MIN_FRAMES;
+    enough.then_some((samples, clean_seconds >= params.min_reliable_seconds))
+}
+
+pub(super) fn normalised(mut e: Embedding) -> Option<Embedding> {
     let norm = e.iter().map(|x| x * x).sum::<f32>().sqrt();
     if !norm.is_finite() || norm == 0.0 {
         return None;

@@ -125,6 +125,20 @@ pub fn reconstruct(
             }
         }
     }
+    tidy_and_renumber(turns, params, num_samples)
+}
+
+/// Turns (in any order) → gaps filled, short turns dropped, speakers numbered by first turn.
+pub fn tidy_and_renumber(
+    mut turns: Vec<Turn>,
+    params: TurnParams,
+    num_samples: usize,
+) -> Diarization {
+    turns.sort_by(|a, b| {
+        a.speaker
+            .cmp(&b.speaker)
+            .then(a.start_seconds.total_cmp(&b.start_seconds))
+    });
     let turns = tidy(turns, params);
     let (turns, num_speakers) = renumber(turns);
     Diarization {
@@ -136,7 +150,7 @@ pub fn reconstruct(
 
 /// Window edges are the model's least sure frames, so a frame counts most
 /// from the window it is central in.
-fn hamming(len: usize) -> Vec<f32> {
+pub fn hamming(len: usize) -> Vec<f32> {
     let span = len.saturating_sub(1).max(1) as f32;
     (0..len)
         .map(|i| 0.54 - 0.46 * (2.0 * std::f32::consts::PI * i as f32 / span).cos())
