@@ -14,10 +14,18 @@ fn main() {
     let out = PathBuf::from(&args[0]);
     let latency_ms: f64 = args[1].parse().expect("latency in ms");
     let defaults = OnlineParams::default();
-    let new_speaker_distance = std::env::var("NEW_SPEAKER_DISTANCE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(defaults.new_speaker_distance);
+    let setting = |name: &str, default: f64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let new_speaker_distance = setting(
+        "NEW_SPEAKER_DISTANCE",
+        f64::from(defaults.new_speaker_distance),
+    ) as f32;
+    let merge_distance = setting("MERGE_DISTANCE", f64::from(defaults.merge_distance)) as f32;
+    let refresh_seconds = setting("REFRESH_SECONDS", defaults.refresh_seconds);
     runtime::environment(None).expect("onnxruntime");
     let engine = Engine::load(&EngineConfig::default()).expect("engine");
     std::fs::create_dir_all(&out).expect("out dir");
@@ -27,17 +35,20 @@ fn main() {
         let mut run = engine.start_online(OnlineParams {
             latency_seconds: latency_ms / 1000.0,
             new_speaker_distance,
+            merge_distance,
+            refresh_seconds,
             ..defaults
         });
         let mut events = 0;
         for block in samples.chunks(1600) {
             events += run.push(block).expect("push").len();
         }
-        let diarization = run.finish().expect("finish");
+        let (last, diarization) = run.finish().expect("finish");
+        events += last.len();
         write_rttm(&diarization, &file_id(Path::new(input)), &out).expect("rttm");
         let seconds = samples.len() as f64 / 16000.0;
         println!(
-            "{input}: {} speakers, {events} final turns, {:.1}x real time",
+            "{input}: {} speakers, {events} events, {:.1}x real time",
             diarization.num_speakers,
             seconds / started.elapsed().as_secs_f64()
         );

@@ -31,7 +31,7 @@ use std::thread::JoinHandle;
 
 pub use model::ModelError;
 pub use offline::{OfflineRun, RunError, StageTimes};
-pub use online::{OnlineParams, OnlineRun};
+pub use online::{LiveEvent, OnlineParams, OnlineRun};
 
 use crate::runtime;
 use embedding::Embedder;

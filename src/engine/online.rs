@@ -1,12 +1,17 @@
-//! Live diarization: audio pushed as it arrives, turns final `latency` after they happen.
+//! Live diarization: audio pushed as it arrives, speaker events out.
 //!
-//! Every `step`, the last window of audio is segmented, its local speakers
-//! embedded and matched to rolling centroids (Hungarian, so two voices of one
-//! window are two people); a local speaker farther than the threshold from
-//! every centroid is a new speaker. Each window's activity is added to the
-//! frames it covers; a frame is decided once no window ending within
-//! `latency` of it is still to come. Memory holds one window of audio, the
+//! Every `step`, the last window of audio is segmented. Its local speakers are
+//! followed from the previous window by their shared activity, so a voice
+//! keeps its speaker without being embedded again. A voice is embedded when
+//! it appears (against the rolling centroids, see [`speakers`]) and then once
+//! per few seconds of its clean speech, which both steadies its centroid and
+//! catches a voice that changed. Window activity is added to a frame
+//! [`timeline`]; a frame is decided once `latency` of audio follows it.
+//! Memory holds one window of audio, a few seconds of speech per voice, the
 //! undecided frames and the centroids, whatever the stream's length.
+
+mod speakers;
+mod timeline;
 
 use std::collections::VecDeque;
 
@@ -14,28 +19,33 @@ use pathfinding::kuhn_munkres::kuhn_munkres;
 use pathfinding::matrix::Matrix;
 
 use super::Engine;
-use super::embedding::{self, EMBEDDING_DIM, Embedding};
+use super::embedding::{self, Embedding};
 use super::fbank::Fbank;
 use super::offline::{RunError, embedding_audio, normalised};
-use super::powerset::{self, LOCAL_SPEAKERS};
-use super::reconstruct::{FRAME_OFFSET_SAMPLES, hamming, tidy_and_renumber};
+use super::powerset::{self, LOCAL_SPEAKERS, LocalActivity};
+use super::reconstruct::FRAME_OFFSET_SAMPLES;
 use super::segmentation::{FRAME_STEP_SAMPLES, MODEL_FILE};
 use crate::audio::ANALYSIS_SAMPLE_RATE;
 use crate::diarization::{Diarization, SpeakerId, Turn};
+use speakers::{Candidate, Speakers};
+use timeline::Timeline;
 
 /// Settings of a live run.
 #[derive(Debug, Clone, Copy)]
 pub struct OnlineParams {
     /// Seconds between two segmentations (rounded to whole model frames).
     pub step_seconds: f64,
-    /// How long after it is heard a frame is decided.
+    /// A turn is final this long after it ends.
     pub latency_seconds: f64,
     /// Speakers never exceed this; a further voice joins its nearest speaker.
     pub max_speakers: usize,
     /// A reliable embedding farther than this from every centroid (Euclidean,
-    /// unit vectors) starts a new speaker. One embedding is noisier than the
-    /// cluster means the offline threshold compares, so this is higher.
+    /// unit vectors) starts a new speaker.
     pub new_speaker_distance: f32,
+    /// Centroids closer than this are one speaker.
+    pub merge_distance: f32,
+    /// Seconds of a voice's clean speech between two embeddings of it.
+    pub refresh_seconds: f64,
 }
 
 impl Default for OnlineParams {
@@ -45,21 +55,48 @@ impl Default for OnlineParams {
             latency_seconds: 2.0,
             max_speakers: 20,
             new_speaker_distance: 1.05,
+            merge_distance: 0.7,
+            refresh_seconds: 3.0,
         }
     }
 }
 
-/// What one undecided frame has collected.
-#[derive(Clone)]
-struct Frame {
-    count_sum: f32,
-    coverage: f32,
-    activation: Vec<f32>,
+/// What a live run tells its listener.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LiveEvent {
+    /// A turn. Provisional turns are restated at every step until final;
+    /// `end_seconds` is `None` while the turn is still going.
+    Speaker {
+        speaker: SpeakerId,
+        start_seconds: f64,
+        end_seconds: Option<f64>,
+        is_final: bool,
+        confidence: f32,
+    },
+    /// Every past and future turn of `from` belongs to `to`.
+    Relabel { from: SpeakerId, to: SpeakerId },
 }
 
-/// A speaker's rolling centroid: the sum of its reliable embeddings.
-struct Centroid {
-    sum: Embedding,
+impl LiveEvent {
+    fn speaker(turn: Turn, is_final: bool, confidence: f32) -> Self {
+        Self::Speaker {
+            speaker: turn.speaker,
+            start_seconds: turn.start_seconds,
+            end_seconds: Some(turn.end_seconds),
+            is_final,
+            confidence,
+        }
+    }
+}
+
+/// One voice followed across consecutive windows.
+#[derive(Default)]
+struct Track {
+    speaker: Option<usize>,
+    /// Clean speech heard since the voice was last embedded.
+    clean: Vec<f32>,
+    /// Activity (frame, weight) heard before the voice had a speaker.
+    pending: Vec<(usize, f32)>,
 }
 
 pub struct OnlineRun<'e> {
@@ -67,308 +104,343 @@ pub struct OnlineRun<'e> {
     params: OnlineParams,
     window_samples: usize,
     step_frames: usize,
-    latency_frames: usize,
+    /// Frames of audio that must follow a frame before it is decided.
+    lookahead_frames: usize,
     /// The last `window_samples` of audio.
     buffer: VecDeque<f32>,
     total_samples: usize,
     /// Global frame where the next window ends.
     next_end_frame: usize,
-    centroids: Vec<Centroid>,
-    /// Undecided frames, from global frame `first_frame` on.
-    frames: VecDeque<Frame>,
-    first_frame: usize,
-    level: usize,
-    open: Vec<Option<usize>>,
-    turns: Vec<Turn>,
+    /// The previous window's activity, its first global frame, and its voices.
+    previous: Option<(i64, LocalActivity)>,
+    tracks: [Option<Track>; LOCAL_SPEAKERS],
+    speakers: Speakers,
+    timeline: Timeline,
+    fbank: Fbank,
 }
 
 impl<'e> OnlineRun<'e> {
     pub(super) fn new(engine: &'e Engine, params: OnlineParams) -> Self {
         let rate = f64::from(ANALYSIS_SAMPLE_RATE);
         let window_samples = (engine.params.window_seconds.clamp(2.0, 10.0) * rate) as usize;
-        let frames =
-            |seconds: f64| ((seconds * rate / FRAME_STEP_SAMPLES as f64).round() as usize).max(1);
+        let frames = |seconds: f64| (seconds.max(0.0) * rate / FRAME_STEP_SAMPLES as f64).round();
+        let step_frames = frames(params.step_seconds).max(1.0) as usize;
+        let turns = engine.params.turns;
+        // Closing a turn waits for a pause of `min_gap`, and frames are decided
+        // only at steps: both come out of the latency.
+        let lookahead = params.latency_seconds - turns.min_gap_seconds - params.step_seconds / 2.0;
         Self {
             engine,
             params,
             window_samples,
-            step_frames: frames(params.step_seconds),
-            latency_frames: frames(params.latency_seconds),
+            step_frames,
+            lookahead_frames: frames(lookahead) as usize,
             buffer: VecDeque::from(vec![0.0; window_samples]),
             total_samples: 0,
-            next_end_frame: frames(params.step_seconds),
-            centroids: Vec::new(),
-            frames: VecDeque::new(),
-            first_frame: 0,
-            level: 0,
-            open: Vec::new(),
-            turns: Vec::new(),
+            next_end_frame: step_frames,
+            previous: None,
+            tracks: Default::default(),
+            speakers: Speakers::new(
+                params.max_speakers,
+                params.new_speaker_distance,
+                params.merge_distance,
+            ),
+            timeline: Timeline::new(turns),
+            fbank: Fbank::new(),
         }
     }
 
-    /// Appends 16 kHz mono samples and analyses every step they complete;
-    /// returns the turns decided meanwhile.
-    pub fn push(&mut self, samples: &[f32]) -> Result<Vec<Turn>, RunError> {
-        let decided = self.turns.len();
+    /// Seconds of audio pushed so far.
+    pub fn heard_seconds(&self) -> f64 {
+        self.total_samples as f64 / f64::from(ANALYSIS_SAMPLE_RATE)
+    }
+
+    /// Appends 16 kHz mono samples, analyses every step they complete, and
+    /// returns what changed: final turns, relabels, then the provisional turns.
+    pub fn push(&mut self, samples: &[f32]) -> Result<Vec<LiveEvent>, RunError> {
+        let mut events = Vec::new();
+        let mut stepped = false;
         for &sample in samples {
             self.buffer.pop_front();
             self.buffer.push_back(sample);
             self.total_samples += 1;
             if self.total_samples == self.next_end_frame * FRAME_STEP_SAMPLES {
-                self.step()?;
+                self.step(&mut events)?;
                 self.next_end_frame += self.step_frames;
+                stepped = true;
             }
         }
-        Ok(self.turns[decided..].to_vec())
+        if stepped {
+            self.timeline.provisional(&mut events);
+        }
+        Ok(events)
     }
 
-    /// Decides everything left and returns the whole diarization.
-    pub fn finish(mut self) -> Result<Diarization, RunError> {
-        if self.total_samples > (self.next_end_frame - self.step_frames) * FRAME_STEP_SAMPLES {
-            self.step()?;
+    /// Makes everything heard so far final, without ending the stream.
+    pub fn flush(&mut self) -> Result<Vec<LiveEvent>, RunError> {
+        let mut events = Vec::new();
+        self.step_remainder(&mut events)?;
+        let end = self.timeline.end_frame();
+        self.timeline.decide_until(end, &mut events);
+        self.timeline.close_all(end, &mut events);
+        Ok(events)
+    }
+
+    /// Ends the stream: the last final events, then the whole diarization,
+    /// labelled as the events were (after their relabels).
+    pub fn finish(mut self) -> Result<(Vec<LiveEvent>, Diarization), RunError> {
+        let mut events = self.flush()?;
+        let duration_seconds = self.heard_seconds();
+        let mut turns = self.timeline.into_turns();
+        // Merges leave gaps in the numbering; close them, and say so.
+        let mut used: Vec<usize> = turns.iter().map(|t| t.speaker.0).collect();
+        used.sort_unstable();
+        used.dedup();
+        for (new, &old) in used.iter().enumerate() {
+            if new != old {
+                events.push(LiveEvent::Relabel {
+                    from: SpeakerId(old),
+                    to: SpeakerId(new),
+                });
+            }
         }
-        let end = self.first_frame + self.frames.len();
-        self.decide_until(end);
-        self.close_open(end);
-        let num_samples = self.total_samples;
-        Ok(tidy_and_renumber(
-            self.turns,
-            self.engine.params.turns,
-            num_samples,
+        for turn in &mut turns {
+            turn.speaker = SpeakerId(used.binary_search(&turn.speaker.0).unwrap_or(0));
+        }
+        Ok((
+            events,
+            Diarization {
+                turns: joined(turns),
+                num_speakers: used.len(),
+                duration_seconds,
+            },
         ))
     }
 
-    /// Segments, embeds and assigns the window ending now, then decides old frames.
-    fn step(&mut self) -> Result<(), RunError> {
+    /// Analyses the audio after the last step, if any.
+    fn step_remainder(&mut self, events: &mut Vec<LiveEvent>) -> Result<(), RunError> {
+        let last_step_end = (self.next_end_frame - self.step_frames) * FRAME_STEP_SAMPLES;
+        if self.total_samples > last_step_end {
+            // Shift the grid so the next step falls a whole step after this one.
+            self.step(events)?;
+            self.next_end_frame = self.total_samples / FRAME_STEP_SAMPLES + self.step_frames;
+        }
+        Ok(())
+    }
+
+    /// Segments the window ending now, follows and embeds its voices, adds
+    /// its activity to the timeline and decides old frames.
+    fn step(&mut self, events: &mut Vec<LiveEvent>) -> Result<(), RunError> {
         let window: Vec<f32> = self.buffer.iter().copied().collect();
         let log_probs = self
             .engine
             .segmenters
             .take(MODEL_FILE)?
             .run(&window, self.window_samples)?;
-        let Some(activity) = log_probs.first().map(|lp| powerset::decode(lp)) else {
+        let Some(mut activity) = log_probs.first().map(|lp| powerset::decode(lp)) else {
             return Ok(());
         };
         let end_frame = self.total_samples / FRAME_STEP_SAMPLES;
         let start_frame = end_frame as i64 - activity.len() as i64;
         // Zero padding before the stream starts is not audio.
-        let offset = self.window_samples - self.total_samples.min(self.window_samples);
-        let mut embeddings: [Option<(Embedding, bool)>; LOCAL_SPEAKERS] = [None; LOCAL_SPEAKERS];
-        let mut embedder = None;
-        let mut fbank = Fbank::new();
-        let mut features = Vec::new();
-        for (local, slot) in embeddings.iter_mut().enumerate() {
-            let Some((speech, reliable)) =
-                real_embedding_audio(&self.engine.params, &activity, local, &window, offset)
-            else {
-                continue;
-            };
-            let embedder = match &mut embedder {
-                Some(e) => e,
-                None => embedder.insert(self.engine.embedders.take(embedding::MODEL_FILE)?),
-            };
-            features.clear();
-            let frames = fbank.compute(&speech, &mut features);
-            *slot = embedder
-                .run(&features, frames)?
-                .into_iter()
-                .next()
-                .and_then(normalised)
-                .map(|e| (e, reliable));
+        let padding = (self.window_samples - self.total_samples.min(self.window_samples))
+            .div_ceil(FRAME_STEP_SAMPLES);
+        for frame in activity.iter_mut().take(padding) {
+            *frame = [false; LOCAL_SPEAKERS];
         }
-        let speakers = self.assign(&embeddings);
-        self.accumulate(start_frame, &activity, &speakers);
-        let decided = end_frame.saturating_sub(self.latency_frames);
-        self.decide_until(decided);
+
+        self.follow(start_frame, &activity);
+        self.harvest(start_frame, &activity, &window);
+        self.embed(&activity, &window, events)?;
+
+        let speakers: [Option<usize>; LOCAL_SPEAKERS] = std::array::from_fn(|s| {
+            let track = self.tracks[s].as_ref()?;
+            track.speaker.map(|k| self.speakers.resolve(k))
+        });
+        self.timeline.accumulate(start_frame, &activity, &speakers);
+        self.remember_unassigned(start_frame, &activity);
+        self.previous = Some((start_frame, activity));
+
+        let decided = end_frame.saturating_sub(self.lookahead_frames);
+        self.timeline.decide_until(decided, events);
         Ok(())
     }
 
-    /// Global speaker of each embedded local speaker; new speakers are created
-    /// and centroids updated from reliable embeddings.
-    fn assign(
+    /// Carries each voice of the previous window to the local speaker of this
+    /// one that shares the most activity with it.
+    fn follow(&mut self, start_frame: i64, activity: &LocalActivity) {
+        let mut previous_tracks = std::mem::take(&mut self.tracks);
+        if let Some((previous_start, previous)) = &self.previous {
+            let shift = (start_frame - previous_start) as usize;
+            let shared = previous.len().saturating_sub(shift);
+            let overlap = Matrix::from_fn(LOCAL_SPEAKERS, LOCAL_SPEAKERS, |(now, before)| {
+                (0..shared)
+                    .filter(|&i| activity[i][now] && previous[i + shift][before])
+                    .count() as i64
+            });
+            let (_, matched) = kuhn_munkres(&overlap);
+            for (now, &before) in matched.iter().enumerate() {
+                if overlap[(now, before)] >= MIN_SHARED_FRAMES {
+                    self.tracks[now] = previous_tracks[before].take();
+                }
+            }
+        }
+        for (s, track) in self.tracks.iter_mut().enumerate() {
+            if track.is_none() && activity.iter().any(|f| f[s]) {
+                *track = Some(Track::default());
+            }
+        }
+    }
+
+    /// Keeps each voice's clean speech from the band of frames that has just
+    /// become `HARVEST_DELAY` old, so every frame is kept once.
+    fn harvest(&mut self, start_frame: i64, activity: &LocalActivity, window: &[f32]) {
+        let band_end = activity.len().saturating_sub(HARVEST_DELAY_FRAMES);
+        let band = band_end.saturating_sub(self.step_frames)..band_end;
+        for (s, slot) in self.tracks.iter_mut().enumerate() {
+            let Some(track) = slot else { continue };
+            for i in band.clone() {
+                let clean = activity[i][s] && powerset::count(&activity[i]) == 1;
+                if clean && start_frame + i as i64 >= 0 {
+                    let from = i * FRAME_STEP_SAMPLES + FRAME_OFFSET_SAMPLES;
+                    track
+                        .clean
+                        .extend_from_slice(&window[from..from + FRAME_STEP_SAMPLES]);
+                }
+            }
+        }
+    }
+
+    /// Embeds new voices from the window and known voices from their clean
+    /// speech once they have enough, then assigns them to speakers.
+    fn embed(
         &mut self,
-        embeddings: &[Option<(Embedding, bool)>; LOCAL_SPEAKERS],
-    ) -> [Option<usize>; LOCAL_SPEAKERS] {
-        let threshold = self.params.new_speaker_distance;
-        let present: Vec<usize> = (0..LOCAL_SPEAKERS)
-            .filter(|&l| embeddings[l].is_some())
+        activity: &LocalActivity,
+        window: &[f32],
+        events: &mut Vec<LiveEvent>,
+    ) -> Result<(), RunError> {
+        let refresh_samples =
+            (self.params.refresh_seconds * f64::from(ANALYSIS_SAMPLE_RATE)) as usize;
+        let mut pieces: Vec<(usize, Vec<f32>, bool)> = Vec::new();
+        for (s, slot) in self.tracks.iter_mut().enumerate() {
+            let Some(track) = slot else { continue };
+            if track.speaker.is_none() {
+                if let Some((speech, reliable)) =
+                    embedding_audio(&self.engine.params, activity, s, window, window.len())
+                {
+                    pieces.push((s, speech, reliable));
+                }
+            } else if track.clean.len() >= refresh_samples {
+                pieces.push((s, std::mem::take(&mut track.clean), true));
+            }
+        }
+        if pieces.is_empty() {
+            return Ok(());
+        }
+        let mut embedder = self.engine.embedders.take(embedding::MODEL_FILE)?;
+        let mut features = Vec::new();
+        let mut candidates = Vec::new();
+        let mut locals = Vec::new();
+        for (s, speech, reliable) in pieces {
+            features.clear();
+            let frames = self.fbank.compute(&speech, &mut features);
+            let embedding: Option<Embedding> = embedder
+                .run(&features, frames)?
+                .into_iter()
+                .next()
+                .and_then(normalised);
+            if let Some(embedding) = embedding {
+                let current = self.tracks[s].as_ref().and_then(|t| t.speaker);
+                candidates.push(Candidate {
+                    embedding,
+                    reliable,
+                    current: current.map(|k| self.speakers.resolve(k)),
+                });
+                locals.push(s);
+            }
+        }
+        drop(embedder);
+        // Voices heard in this window but not embedded now keep their speakers,
+        // and no other voice of the window may take them.
+        let held: Vec<usize> = (0..LOCAL_SPEAKERS)
+            .filter(|s| !locals.contains(s))
+            .filter_map(|s| self.tracks[s].as_ref()?.speaker)
+            .map(|k| self.speakers.resolve(k))
             .collect();
-        let mut speakers = [None; LOCAL_SPEAKERS];
-        if present.is_empty() {
-            return speakers;
+        let (chosen, changes) = self.speakers.assign(&candidates, &held);
+        for _ in 0..changes.new_speakers {
+            self.timeline.add_speaker();
         }
-        let centroids: Vec<Embedding> = self.centroids.iter().map(|c| unit(&c.sum)).collect();
-        // Columns: the centroids, then one "new speaker" slot per local speaker.
-        const SCALE: f32 = 1e6;
-        let columns = centroids.len() + present.len();
-        let weights = Matrix::from_fn(present.len(), columns, |(r, c)| {
-            let (e, reliable) = embeddings[present[r]].unwrap_or(([0.0; EMBEDDING_DIM], false));
-            let score = match centroids.get(c) {
-                Some(centroid) => -distance(&e, centroid),
-                // Only clean, long speech may open a speaker, unless there is none yet.
-                None if reliable || centroids.is_empty() => -threshold,
-                None => -4.0,
-            };
-            (score * SCALE) as i64
-        });
-        let (_, chosen) = kuhn_munkres(&weights);
-        for (r, &c) in chosen.iter().enumerate() {
-            let local = present[r];
-            let Some((e, reliable)) = embeddings[local] else {
+        for &(from, to) in &changes.merges {
+            self.timeline.merge(from, to);
+            events.push(LiveEvent::Relabel {
+                from: SpeakerId(from),
+                to: SpeakerId(to),
+            });
+        }
+        for (&s, speaker) in locals.iter().zip(chosen) {
+            let Some(track) = self.tracks[s].as_mut() else {
                 continue;
             };
-            let k = if c < centroids.len() {
-                c
-            } else if self.centroids.len() < self.params.max_speakers {
-                self.centroids.push(Centroid {
-                    sum: [0.0; EMBEDDING_DIM],
-                });
-                self.open.push(None);
-                for frame in &mut self.frames {
-                    frame.activation.push(0.0);
-                }
-                self.centroids.len() - 1
-            } else {
-                (0..centroids.len())
-                    .min_by(|&a, &b| {
-                        distance(&e, &centroids[a]).total_cmp(&distance(&e, &centroids[b]))
-                    })
-                    .unwrap_or(0)
-            };
-            if reliable || self.centroids[k].sum.iter().all(|&x| x == 0.0) {
-                for (s, x) in self.centroids[k].sum.iter_mut().zip(e) {
-                    *s += x;
-                }
-            }
-            speakers[local] = Some(k);
-        }
-        speakers
-    }
-
-    fn accumulate(
-        &mut self,
-        start_frame: i64,
-        activity: &powerset::LocalActivity,
-        speakers: &[Option<usize>; LOCAL_SPEAKERS],
-    ) {
-        let weights = hamming(activity.len());
-        let num_speakers = self.centroids.len();
-        for (i, local) in activity.iter().enumerate() {
-            let g = start_frame + i as i64;
-            if g < self.first_frame as i64 {
-                continue;
-            }
-            let index = g as usize - self.first_frame;
-            while self.frames.len() <= index {
-                self.frames.push_back(Frame {
-                    count_sum: 0.0,
-                    coverage: 0.0,
-                    activation: vec![0.0; num_speakers],
-                });
-            }
-            let frame = &mut self.frames[index];
-            frame.count_sum += weights[i] * powerset::count(local) as f32;
-            frame.coverage += weights[i];
-            for s in 0..LOCAL_SPEAKERS {
-                let Some(k) = speakers[s].filter(|_| local[s]) else {
-                    continue;
-                };
-                let counted = (0..s).any(|r| local[r] && speakers[r] == Some(k));
-                if !counted {
-                    frame.activation[k] += weights[i];
-                }
-            }
-        }
-    }
-
-    /// Decides frames before `end`: hysteresis on the expected count, the most
-    /// active speakers kept, runs turned into turns as they close.
-    fn decide_until(&mut self, end: usize) {
-        let turn_params = self.engine.params.turns;
-        while self.first_frame < end {
-            let Some(frame) = self.frames.pop_front() else {
-                break;
-            };
-            let g = self.first_frame;
-            let expected = if frame.coverage > 0.0 {
-                frame.count_sum / frame.coverage
-            } else {
-                0.0
-            };
-            while expected >= self.level as f32 + turn_params.onset {
-                self.level += 1;
-            }
-            while self.level > 0 && expected < (self.level - 1) as f32 + turn_params.offset {
-                self.level -= 1;
-            }
-            let mut order: Vec<usize> = (0..frame.activation.len())
-                .filter(|&k| frame.activation[k] > 0.0)
-                .collect();
-            order.sort_by(|&a, &b| frame.activation[b].total_cmp(&frame.activation[a]));
-            order.truncate(self.level);
-            for k in 0..self.open.len() {
-                let on = order.contains(&k);
-                match (on, self.open[k]) {
-                    (true, None) => self.open[k] = Some(g),
-                    (false, Some(start)) => {
-                        self.turns.push(self.turn(k, start, g));
-                        self.open[k] = None;
+            if let Some(k) = speaker {
+                // The first assignment also claims what the voice said before it.
+                if track.speaker.is_none() {
+                    for (g, weight) in track.pending.drain(..) {
+                        self.timeline.add_activation(k, g, weight);
                     }
-                    _ => {}
+                }
+                track.speaker = Some(k);
+            }
+        }
+        Ok(())
+    }
+
+    /// Remembers the activity of voices without a speaker yet, for as long as
+    /// it is undecided.
+    fn remember_unassigned(&mut self, start_frame: i64, activity: &LocalActivity) {
+        let weights = super::reconstruct::hamming(activity.len());
+        let first_undecided = self.timeline.first_frame();
+        for (s, slot) in self.tracks.iter_mut().enumerate() {
+            let Some(track) = slot.as_mut().filter(|t| t.speaker.is_none()) else {
+                continue;
+            };
+            track.pending.retain(|&(g, _)| g >= first_undecided);
+            for (i, frame) in activity.iter().enumerate() {
+                let g = start_frame + i as i64;
+                if frame[s] && g >= first_undecided as i64 {
+                    track.pending.push((g as usize, weights[i]));
                 }
             }
-            self.first_frame += 1;
         }
     }
+}
 
-    fn close_open(&mut self, end: usize) {
-        for k in 0..self.open.len() {
-            if let Some(start) = self.open[k].take() {
-                self.turns.push(self.turn(k, start, end));
+/// Voices sharing fewer active frames than this (0.2 s) are not the same voice.
+const MIN_SHARED_FRAMES: i64 = 12;
+
+/// Clean speech is taken this far (0.5 s) from the window's end, where the
+/// segmentation has heard a little of what follows.
+const HARVEST_DELAY_FRAMES: usize = 30;
+
+/// Sorts turns and joins overlapping or touching turns of one speaker
+/// (two speakers merged by a relabel).
+fn joined(mut turns: Vec<Turn>) -> Vec<Turn> {
+    turns.sort_by(|a, b| {
+        a.speaker
+            .cmp(&b.speaker)
+            .then(a.start_seconds.total_cmp(&b.start_seconds))
+    });
+    let mut out: Vec<Turn> = Vec::with_capacity(turns.len());
+    for turn in turns {
+        match out.last_mut() {
+            Some(last)
+                if last.speaker == turn.speaker && turn.start_seconds <= last.end_seconds =>
+            {
+                last.end_seconds = last.end_seconds.max(turn.end_seconds);
             }
+            _ => out.push(turn),
         }
     }
-
-    fn turn(&self, speaker: usize, start: usize, end: usize) -> Turn {
-        let time = |g: usize| {
-            ((g * FRAME_STEP_SAMPLES + FRAME_OFFSET_SAMPLES).min(self.total_samples)) as f64
-                / f64::from(ANALYSIS_SAMPLE_RATE)
-        };
-        Turn {
-            speaker: SpeakerId(speaker),
-            start_seconds: time(start),
-            end_seconds: time(end),
-        }
-    }
-}
-
-/// Embedding audio of a window, leaving out the padding before the stream started.
-fn real_embedding_audio(
-    params: &super::DiarizationParams,
-    activity: &powerset::LocalActivity,
-    local: usize,
-    window: &[f32],
-    offset: usize,
-) -> Option<(Vec<f32>, bool)> {
-    let skip = offset.div_ceil(FRAME_STEP_SAMPLES);
-    if skip >= activity.len() {
-        return None;
-    }
-    let mut masked = activity.clone();
-    for frame in masked.iter_mut().take(skip) {
-        *frame = [false; LOCAL_SPEAKERS];
-    }
-    embedding_audio(params, &masked, local, window, window.len())
-}
-
-fn unit(v: &Embedding) -> Embedding {
-    normalised(*v).unwrap_or([0.0; EMBEDDING_DIM])
-}
-
-fn distance(a: &Embedding, b: &Embedding) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y) * (x - y))
-        .sum::<f32>()
-        .sqrt()
+    out.sort_by(|a, b| a.start_seconds.total_cmp(&b.start_seconds));
+    out
 }

@@ -1,0 +1,172 @@
+//! Rolling speaker centroids of a live run.
+//!
+//! A centroid is the sum of a speaker's reliable embeddings, so it steadies as
+//! the speaker talks. Two centroids that drift together are one speaker said
+//! twice; the later one is merged into the earlier.
+
+use pathfinding::kuhn_munkres::kuhn_munkres;
+use pathfinding::matrix::Matrix;
+
+use crate::engine::embedding::{EMBEDDING_DIM, Embedding};
+use crate::engine::offline::normalised;
+
+pub(super) struct Candidate {
+    pub embedding: Embedding,
+    /// Long clean speech: may open a speaker and move a centroid.
+    pub reliable: bool,
+    /// The speaker this voice was following, if any.
+    pub current: Option<usize>,
+}
+
+pub(super) struct Speakers {
+    sums: Vec<Embedding>,
+    /// Where a merged speaker went; `None` for live speakers.
+    merged_into: Vec<Option<usize>>,
+    max_speakers: usize,
+    new_speaker_distance: f32,
+    merge_distance: f32,
+}
+
+/// What an assignment changed besides the labels.
+#[derive(Default)]
+pub(super) struct Changes {
+    pub new_speakers: usize,
+    pub merges: Vec<(usize, usize)>,
+}
+
+impl Speakers {
+    pub(super) fn new(max_speakers: usize, new_speaker_distance: f32, merge_distance: f32) -> Self {
+        Self {
+            sums: Vec::new(),
+            merged_into: Vec::new(),
+            max_speakers: max_speakers.max(1),
+            new_speaker_distance,
+            merge_distance,
+        }
+    }
+
+    /// A speaker's current identity, following merges.
+    pub(super) fn resolve(&self, mut k: usize) -> usize {
+        while let Some(to) = self.merged_into[k] {
+            k = to;
+        }
+        k
+    }
+
+    fn live(&self) -> Vec<usize> {
+        (0..self.sums.len())
+            .filter(|&k| self.merged_into[k].is_none())
+            .collect()
+    }
+
+    /// Assigns the voices of one window, all to different speakers (they were
+    /// heard apart) and none to a `held` speaker (another voice of the window
+    /// has it), opening speakers for far, reliable voices.
+    pub(super) fn assign(
+        &mut self,
+        candidates: &[Candidate],
+        held: &[usize],
+    ) -> (Vec<Option<usize>>, Changes) {
+        let mut changes = Changes::default();
+        let mut chosen = vec![None; candidates.len()];
+        if candidates.is_empty() {
+            return (chosen, changes);
+        }
+        let live: Vec<usize> = self
+            .live()
+            .into_iter()
+            .filter(|k| !held.contains(k))
+            .collect();
+        let centroids: Vec<Embedding> = live.iter().map(|&k| unit(&self.sums[k])).collect();
+        // Columns: live speakers, then one "new speaker" slot per voice. A voice
+        // already followed gets a small bonus to keep its speaker (hysteresis).
+        const SCALE: f32 = 1e6;
+        const KEEP_BONUS: f32 = 0.05;
+        let weights = Matrix::from_fn(candidates.len(), live.len() + candidates.len(), |(r, c)| {
+            let candidate = &candidates[r];
+            let score = match centroids.get(c) {
+                Some(centroid) => {
+                    let bonus = if candidate.current == Some(live[c]) {
+                        KEEP_BONUS
+                    } else {
+                        0.0
+                    };
+                    bonus - distance(&candidate.embedding, centroid)
+                }
+                None if candidate.reliable || live.is_empty() => -self.new_speaker_distance,
+                // An unreliable voice cannot open a speaker, only stay unassigned.
+                None => -self.new_speaker_distance - 0.5,
+            };
+            (score * SCALE) as i64
+        });
+        let (_, columns) = kuhn_munkres(&weights);
+        for (r, &c) in columns.iter().enumerate() {
+            let candidate = &candidates[r];
+            let k = if c < live.len() {
+                live[c]
+            } else if !candidate.reliable && !live.is_empty() {
+                continue;
+            } else if self.live().len() < self.max_speakers {
+                self.sums.push([0.0; EMBEDDING_DIM]);
+                self.merged_into.push(None);
+                changes.new_speakers += 1;
+                self.sums.len() - 1
+            } else {
+                // No room for another speaker: the nearest one takes the voice.
+                let nearest = (0..live.len()).min_by(|&a, &b| {
+                    distance(&candidate.embedding, &centroids[a])
+                        .total_cmp(&distance(&candidate.embedding, &centroids[b]))
+                });
+                match nearest {
+                    Some(n) => live[n],
+                    None => continue,
+                }
+            };
+            let empty = self.sums[k].iter().all(|&x| x == 0.0);
+            if candidate.reliable || empty {
+                for (s, x) in self.sums[k].iter_mut().zip(candidate.embedding) {
+                    *s += x;
+                }
+                changes.merges.extend(self.merge_near(k));
+            }
+            chosen[r] = Some(self.resolve(k));
+        }
+        (chosen, changes)
+    }
+
+    /// Merges every live speaker within `merge_distance` of `k` into the older one.
+    fn merge_near(&mut self, k: usize) -> Vec<(usize, usize)> {
+        let mut merges = Vec::new();
+        let mut k = k;
+        loop {
+            let me = unit(&self.sums[k]);
+            let near = self
+                .live()
+                .into_iter()
+                .find(|&j| j != k && distance(&me, &unit(&self.sums[j])) < self.merge_distance);
+            let Some(j) = near else {
+                return merges;
+            };
+            let (keep, gone) = (j.min(k), j.max(k));
+            let gone_sum = self.sums[gone];
+            for (s, x) in self.sums[keep].iter_mut().zip(gone_sum) {
+                *s += x;
+            }
+            self.merged_into[gone] = Some(keep);
+            merges.push((gone, keep));
+            k = keep;
+        }
+    }
+}
+
+fn unit(v: &Embedding) -> Embedding {
+    normalised(*v).unwrap_or([0.0; EMBEDDING_DIM])
+}
+
+pub(super) fn distance(a: &Embedding, b: &Embedding) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum::<f32>()
+        .sqrt()
+}
