@@ -13,13 +13,15 @@
 //! - [`output`] writes the RTTM, the per-speaker tracks and the statistics.
 //! - [`pipeline`] joins them for one file.
 //! - [`jobs`] runs files as batch jobs, kept in the [`db`] and a file store.
-//! - [`server`] is the HTTP transport over the jobs.
+//! - [`live`] diarizes streams as they arrive and finalizes them into jobs.
+//! - [`server`] is the HTTP and WebSocket transport over the jobs and live sessions.
 
 pub mod audio;
 pub mod db;
 pub mod diarization;
 pub mod engine;
 pub mod jobs;
+pub mod live;
 pub mod output;
 pub mod pipeline;
 pub mod runtime;

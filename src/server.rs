@@ -1,5 +1,6 @@
-//! The HTTP transport: an axum router over the job service. It knows requests,
-//! auth and links; the work itself is [`crate::jobs`]'s.
+//! The HTTP transport: an axum router over the job service and the live
+//! sessions. It knows requests, WebSockets, auth and links; the work itself is
+//! [`crate::jobs`]'s and [`crate::live`]'s.
 //!
 //! ```text
 //! request ─▶ track metrics ─▶ {detail} errors ─▶ route ─▶ auth + rate limit ─▶ handler ─▶ Jobs
@@ -14,6 +15,7 @@ pub mod range;
 pub mod rate_limit;
 pub mod routes;
 pub mod signing;
+pub mod stream_tokens;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,9 +29,11 @@ use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
 
 use crate::jobs::Jobs;
+use crate::live::Live;
 use auth::Authenticator;
 use rate_limit::RateLimits;
 use signing::UrlSigner;
+use stream_tokens::StreamTokens;
 
 /// Settings of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -46,6 +50,8 @@ pub struct HttpConfig {
 #[derive(Clone)]
 pub struct AppState {
     pub jobs: Arc<Jobs>,
+    pub live: Arc<Live>,
+    pub stream_tokens: Arc<StreamTokens>,
     pub auth: Arc<Authenticator>,
     pub limits: Arc<RateLimits>,
     pub signer: Arc<UrlSigner>,
@@ -62,7 +68,8 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Serves until `shutdown` is cancelled, then stops accepting and lets
-/// requests in flight finish.
+/// requests in flight finish. Upgraded WebSockets are not requests: their
+/// sessions watch [`Live::shutdown`] and are waited for with [`Live::wait_idle`].
 pub async fn serve(
     listener: TcpListener,
     state: AppState,

@@ -14,10 +14,12 @@ use tokio_util::sync::CancellationToken;
 use whospoke::db::Db;
 use whospoke::engine::{Engine, EngineConfig};
 use whospoke::jobs::{FetchLimits, Files, Jobs, JobsConfig, run_workers};
+use whospoke::live::{Live, LiveConfig};
 use whospoke::runtime;
 use whospoke::server::auth::{Authenticator, JwtKeys};
 use whospoke::server::rate_limit::RateLimits;
 use whospoke::server::signing::UrlSigner;
+use whospoke::server::stream_tokens::StreamTokens;
 use whospoke::server::{self, AppState, HttpConfig, metrics};
 
 /// File in the data directory holding the download-signing key when none is given.
@@ -77,6 +79,29 @@ pub struct Args {
     /// On SIGTERM, how long running jobs may finish before going back to the queue.
     #[arg(long, env = "WHOSPOKE_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     shutdown_grace_seconds: u64,
+    /// Live sessions at once; more are refused with `server_busy`.
+    #[arg(long, env = "WHOSPOKE_LIVE_MAX_SESSIONS", default_value_t = 64)]
+    live_max_sessions: usize,
+    /// Largest binary frame of a live stream, in bytes.
+    #[arg(long, env = "WHOSPOKE_LIVE_MAX_FRAME_BYTES", default_value_t = 1 << 20)]
+    live_max_frame_bytes: usize,
+    /// A live session without audio or keepalive for this long ends.
+    #[arg(long, env = "WHOSPOKE_LIVE_IDLE_TIMEOUT_SECONDS", default_value_t = 30)]
+    live_idle_timeout_seconds: u64,
+    /// A live session ends this long after it started.
+    #[arg(
+        long,
+        env = "WHOSPOKE_LIVE_MAX_SESSION_SECONDS",
+        default_value_t = 14_400
+    )]
+    live_max_session_seconds: u64,
+    /// Audio a live session may hold waiting for analysis, in seconds; beyond
+    /// it the server stops reading the socket.
+    #[arg(long, env = "WHOSPOKE_LIVE_BUFFER_SECONDS", default_value_t = 30.0)]
+    live_buffer_seconds: f64,
+    /// Lifetime of the single-use tokens of `POST /api/v1/speaker/stream/token`.
+    #[arg(long, env = "WHOSPOKE_STREAM_TOKEN_TTL_SECONDS", default_value_t = 60)]
+    stream_token_ttl_seconds: u64,
     /// Folder holding the ONNX models.
     #[arg(long, env = runtime::MODELS_DIR_ENV)]
     models_dir: Option<PathBuf>,
@@ -139,10 +164,35 @@ async fn serve(args: Args) -> Result<(), String> {
         Some(secret) => secret.as_bytes().to_vec(),
         None => signing_key(&data_dir)?,
     };
+    let shutdown = CancellationToken::new();
+    let live = Live::new(
+        Arc::clone(&jobs),
+        Arc::clone(&engine),
+        LiveConfig {
+            spool_dir: data_dir.join("live"),
+            max_sessions: args.live_max_sessions.max(1),
+            max_frame_bytes: args.live_max_frame_bytes,
+            idle_timeout: Duration::from_secs(args.live_idle_timeout_seconds),
+            max_session: Duration::from_secs(args.live_max_session_seconds),
+            buffer_seconds: args.live_buffer_seconds.max(1.0),
+        },
+        shutdown.clone(),
+    );
+    let recovered = live.recover().await.map_err(|e| e.to_string())?;
+    if recovered > 0 {
+        tracing::warn!(
+            recovered,
+            "streams interrupted by a restart are being finalized"
+        );
+    }
     let handle = metrics::install().map_err(|e| format!("metrics: {e}"))?;
     let limits = Arc::new(RateLimits::per_minute(args.rate_limit_per_minute));
     let state = AppState {
         jobs: Arc::clone(&jobs),
+        live: Arc::clone(&live),
+        stream_tokens: Arc::new(StreamTokens::new(Duration::from_secs(
+            args.stream_token_ttl_seconds,
+        ))),
         auth: Arc::new(Authenticator::new(db.clone(), jwt_keys(&args)?)),
         limits: Arc::clone(&limits),
         signer: Arc::new(UrlSigner::new(&signing_secret)),
@@ -159,7 +209,6 @@ async fn serve(args: Args) -> Result<(), String> {
         .await
         .map_err(|e| format!("listening on {}:{}: {e}", args.host, args.port))?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
-    let shutdown = CancellationToken::new();
     tokio::spawn(wait_for_signal(shutdown.clone()));
     let workers = tokio::spawn(run_workers(Arc::clone(&jobs), engine, shutdown.clone()));
     tokio::spawn(metrics::upkeep(handle, db, limits, shutdown.clone()));
@@ -173,6 +222,8 @@ async fn serve(args: Args) -> Result<(), String> {
         .await
         .map_err(|e| format!("server: {e}"))?;
     shutdown.cancel();
+    // Every live session says goodbye and becomes a job before the process exits.
+    live.wait_idle().await;
     match workers.await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
@@ -180,7 +231,8 @@ async fn serve(args: Args) -> Result<(), String> {
     }
 }
 
-/// SIGTERM or Ctrl-C: stop accepting, let running jobs finish or requeue them.
+/// SIGTERM or Ctrl-C: stop accepting, let running jobs finish or requeue them,
+/// end and finalize live sessions.
 async fn wait_for_signal(shutdown: CancellationToken) {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

@@ -10,6 +10,11 @@
 //!
 //! Every transition names the job's current `task_id` and status, so a worker
 //! that lost its job (a restart requeued it, a user deleted it) changes nothing.
+//!
+//! Stream jobs skip the queue: a live session inserts its job PROCESSING,
+//! reserves credits block by block as audio arrives, and completes or fails it
+//! itself. Workers never claim them, and a restart hands them to the live
+//! service's recovery rather than back to the queue.
 
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
@@ -55,6 +60,8 @@ pub enum JobType {
     Extraction,
     /// RTTM and statistics only.
     Diarization,
+    /// A live WebSocket session: PROCESSING while it streams, never queued.
+    Stream,
 }
 
 impl JobType {
@@ -62,11 +69,12 @@ impl JobType {
         match self {
             Self::Extraction => "extraction",
             Self::Diarization => "diarization",
+            Self::Stream => "stream",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::Extraction, Self::Diarization]
+        [Self::Extraction, Self::Diarization, Self::Stream]
             .into_iter()
             .find(|kind| kind.as_str().eq_ignore_ascii_case(text))
     }
@@ -296,7 +304,8 @@ impl Db {
     pub async fn claim_next_job(&self) -> Result<Option<Job>, DbError> {
         let row = sqlx::query(
             "UPDATE jobs SET status = 'PROCESSING', attempts = attempts + 1, updated_at = $1 \
-             WHERE id = (SELECT id FROM jobs WHERE status = 'PENDING' ORDER BY id LIMIT 1) \
+             WHERE id = (SELECT id FROM jobs WHERE status = 'PENDING' AND job_type != 'stream' \
+                ORDER BY id LIMIT 1) \
              RETURNING *",
         )
         .bind(now())
@@ -305,10 +314,12 @@ impl Db {
         Ok(row.as_ref().map(Job::from_row))
     }
 
-    /// After a crash, jobs left PROCESSING go back to the queue; returns how many.
+    /// After a crash, batch jobs left PROCESSING go back to the queue; returns
+    /// how many. Stream jobs are the live service's to recover.
     pub async fn requeue_interrupted_jobs(&self) -> Result<u64, DbError> {
         let done = sqlx::query(
-            "UPDATE jobs SET status = 'PENDING', updated_at = $1 WHERE status = 'PROCESSING'",
+            "UPDATE jobs SET status = 'PENDING', updated_at = $1 \
+             WHERE status = 'PROCESSING' AND job_type != 'stream'",
         )
         .bind(now())
         .execute(&self.pool)
@@ -434,7 +445,8 @@ impl Db {
         let Some(job) = row.as_ref().map(Job::from_row) else {
             return Ok(Retry::NotFound);
         };
-        if job.status != JobStatus::Failed {
+        // A stream cannot be replayed: its audio came once, over a socket.
+        if job.status != JobStatus::Failed || job.job_type == JobType::Stream {
             return Ok(Retry::NotFailed(job));
         }
         // Uploads were probed, so their cost is known; URL jobs reserve after the download.
@@ -481,6 +493,77 @@ impl Db {
         Ok(Some(job))
     }
 
+    /// Inserts a PROCESSING stream job holding up to `credits` of the balance
+    /// (all of it when less is left); fails with `InsufficientCredits` when
+    /// the balance is empty.
+    pub async fn insert_stream_job(&self, job: &NewJob, credits: i64) -> Result<Job, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let stamp = now();
+        // Writing first takes SQLite's write lock, so the balance read below
+        // cannot change before it is charged.
+        let row = sqlx::query(
+            "INSERT INTO jobs (user_id, job_type, status, task_id, filename, display_name, \
+                num_speakers, min_speakers, max_speakers, attempts, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11) RETURNING *",
+        )
+        .bind(&job.user_id)
+        .bind(JobType::Stream.as_str())
+        .bind(JobStatus::Processing.as_str())
+        .bind(&job.task_id)
+        .bind(&job.filename)
+        .bind(display_name(&job.filename))
+        .bind(job.num_speakers)
+        .bind(job.min_speakers)
+        .bind(job.max_speakers)
+        .bind(&stamp)
+        .bind(&stamp)
+        .fetch_one(&mut *tx)
+        .await?;
+        let mut inserted = Job::from_row(&row);
+        let taken = take_up_to(&mut tx, &inserted, credits).await?;
+        if taken == 0 {
+            return Err(DbError::InsufficientCredits {
+                required: credits,
+                available: 0,
+            });
+        }
+        inserted.credits_reserved = taken;
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    /// Adds up to `credits` more of the balance to a running stream job's
+    /// reservation; returns how many it got (0 when the balance is empty or
+    /// the job is no longer PROCESSING).
+    pub async fn extend_stream_reservation(&self, job: &Job, credits: i64) -> Result<i64, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let running = sqlx::query(
+            "UPDATE jobs SET updated_at = $1 \
+             WHERE id = $2 AND task_id = $3 AND status = 'PROCESSING' RETURNING id",
+        )
+        .bind(now())
+        .bind(job.id)
+        .bind(&job.task_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if running.is_none() {
+            return Ok(0);
+        }
+        let taken = take_up_to(&mut tx, job, credits).await?;
+        tx.commit().await?;
+        Ok(taken)
+    }
+
+    /// Stream jobs a crash or kill left PROCESSING.
+    pub async fn interrupted_stream_jobs(&self) -> Result<Vec<Job>, DbError> {
+        let rows = sqlx::query(
+            "SELECT * FROM jobs WHERE status = 'PROCESSING' AND job_type = 'stream' ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(Job::from_row).collect())
+    }
+
     /// Jobs per status, for the metrics.
     pub async fn count_jobs_by_status(&self) -> Result<Vec<(JobStatus, i64)>, DbError> {
         let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status")
@@ -521,6 +604,38 @@ async fn reserve(
         required: credits,
         available,
     })
+}
+
+/// Moves up to `credits` of the owner's balance into the job's reservation
+/// and returns how many moved. The caller's transaction must already hold the
+/// write lock.
+async fn take_up_to(
+    tx: &mut sqlx::SqliteConnection,
+    job: &Job,
+    credits: i64,
+) -> Result<i64, DbError> {
+    let balance: i64 = sqlx::query("SELECT credits FROM users WHERE id = $1")
+        .bind(&job.user_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| DbError::UnknownUser(job.user_id.clone()))?
+        .get("credits");
+    let taken = credits.min(balance);
+    if taken <= 0 {
+        return Ok(0);
+    }
+    sqlx::query("UPDATE users SET credits = credits - $1 WHERE id = $2")
+        .bind(taken)
+        .bind(&job.user_id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE jobs SET credits_reserved = credits_reserved + $1 WHERE id = $2")
+        .bind(taken)
+        .bind(job.id)
+        .execute(&mut *tx)
+        .await?;
+    ledger(tx, &job.user_id, Some(job.id), -taken, "reserve").await?;
+    Ok(taken)
 }
 
 /// Gives `credits` back to the job's owner.

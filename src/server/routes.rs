@@ -2,6 +2,7 @@
 
 mod files;
 mod jobs;
+mod stream;
 mod submit;
 mod system;
 mod view;
@@ -32,9 +33,12 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/api/v1/speaker/jobs/{id}/retry", post(jobs::retry))
         .route("/api/v1/jobs/{id}", get(jobs::get))
         .route("/api/v1/credits", get(system::credits))
+        .route("/api/v1/speaker/stream/token", post(stream::token))
         .route_layer(middleware::from_fn_with_state(state, require_caller));
     Router::new()
         .merge(authenticated)
+        // A WebSocket authenticates after the upgrade, so it can say why it refuses.
+        .route("/api/v1/speaker/stream", get(stream::connect))
         // Signed links carry their own authorization.
         .route("/api/v1/files/{job_id}/{name}", get(files::download))
         .route("/healthz", get(system::healthz))

@@ -262,6 +262,23 @@ impl Server {
         }
     }
 
+    /// The WebSocket URL of `path` (relative to the server, query allowed): `ws://127.0.0.1:PORT/...`.
+    pub fn ws_url(&self, path: &str) -> String {
+        let authority = self
+            .base
+            .strip_prefix("http://")
+            .expect("the server's base URL is http://");
+        format!("ws://{authority}{path}")
+    }
+
+    /// `127.0.0.1:PORT`, for tests that open the TCP connection themselves.
+    pub fn socket_addr(&self) -> std::net::SocketAddr {
+        self.base
+            .strip_prefix("http://")
+            .and_then(|authority| authority.parse().ok())
+            .unwrap_or_else(|| panic!("the server's base URL is http://IP:PORT: {}", self.base))
+    }
+
     pub fn get(&self, path: &str) -> RequestBuilder {
         self.http.get(self.url(path))
     }

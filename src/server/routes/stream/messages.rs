@@ -1,0 +1,169 @@
+//! The stream protocol's JSON messages and close codes.
+
+use axum::extract::ws::{CloseFrame, Message};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::engine::LiveEvent;
+use crate::live::{Event, StartFields};
+
+/// Close codes (RFC 6455 §7.4 and the application range).
+pub mod close {
+    pub const NORMAL: u16 = 1000;
+    pub const GOING_AWAY: u16 = 1001;
+    pub const POLICY: u16 = 1008;
+    pub const TOO_BIG: u16 = 1009;
+    pub const INTERNAL: u16 = 1011;
+    pub const TRY_AGAIN_LATER: u16 = 1013;
+    pub const BAD_REQUEST: u16 = 4400;
+    pub const PAYMENT_REQUIRED: u16 = 4402;
+    pub const TIMEOUT: u16 = 4408;
+}
+
+/// A text message from the client.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    Start(StartFields),
+    Keepalive {},
+    Finalize {},
+    End {},
+}
+
+/// Why a session is refused or ends early: the error frame and the close that follows it.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub code: &'static str,
+    pub message: String,
+    pub close: u16,
+}
+
+impl Failure {
+    pub fn new(code: &'static str, message: impl Into<String>, close: u16) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            close,
+        }
+    }
+}
+
+/// Everything the server sends, in order, through the connection's writer.
+#[derive(Debug)]
+pub enum Outgoing {
+    Ready {
+        session_id: String,
+        job_id: i64,
+        latency_ms: u64,
+        step_ms: u64,
+    },
+    Event(Event),
+    /// An error frame, then the close.
+    Failure(Failure),
+}
+
+impl From<Event> for Outgoing {
+    fn from(event: Event) -> Self {
+        Self::Event(event)
+    }
+}
+
+impl Outgoing {
+    /// The frames to send: a JSON text message, and the close that ends the
+    /// connection after it, if any.
+    pub fn into_frames(self) -> (Message, Option<Message>) {
+        let (body, close) = match self {
+            Self::Ready {
+                session_id,
+                job_id,
+                latency_ms,
+                step_ms,
+            } => (
+                json!({ "type": "ready", "session_id": session_id, "job_id": job_id,
+                        "latency_ms": latency_ms, "step_ms": step_ms }),
+                None,
+            ),
+            Self::Event(event) => {
+                // The job is done: nothing follows `completed`.
+                let close = matches!(event, Event::Completed(_)).then_some(close::NORMAL);
+                (event_json(event), close)
+            }
+            Self::Failure(failure) => (
+                json!({ "type": "error", "code": failure.code, "message": failure.message }),
+                Some(failure.close),
+            ),
+        };
+        let close = close.map(|code| {
+            Message::Close(Some(CloseFrame {
+                code,
+                reason: "".into(),
+            }))
+        });
+        (Message::Text(body.to_string().into()), close)
+    }
+}
+
+fn event_json(event: Event) -> Value {
+    match event {
+        Event::Diarizer(LiveEvent::Speaker {
+            speaker,
+            start_seconds,
+            end_seconds,
+            is_final,
+            confidence,
+        }) => json!({
+            "type": "speaker",
+            "speaker": speaker.label(),
+            "start": round_ms(start_seconds),
+            "end": end_seconds.map(round_ms),
+            "final": is_final,
+            "confidence": round_ms(f64::from(confidence)),
+        }),
+        Event::Diarizer(LiveEvent::Relabel { from, to }) => {
+            json!({ "type": "relabel", "from": from.label(), "to": to.label() })
+        }
+        Event::Usage {
+            audio_seconds,
+            credits,
+        } => {
+            json!({ "type": "usage", "audio_seconds": round_ms(audio_seconds), "credits": credits })
+        }
+        Event::Behind => json!({
+            "type": "warning",
+            "code": "behind",
+            "message": "Audio arrives faster than it is analysed; reading pauses until the buffer drains",
+        }),
+        Event::Completed(done) => json!({
+            "type": "completed",
+            "job_id": done.job_id,
+            "rttm": done.rttm,
+            "speakers": done.speakers,
+            "duration_seconds": done.duration_seconds,
+            "credits_used": done.credits_used,
+        }),
+    }
+}
+
+/// Seconds (or a score) to three decimals.
+fn round_ms(value: f64) -> f64 {
+    (value * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_client_messages() {
+        let start: ClientMessage = serde_json::from_str(
+            r#"{"type":"start","sample_rate":16000,"channels":1,"encoding":"pcm_s16le","extra":1}"#,
+        )
+        .unwrap();
+        assert!(matches!(start, ClientMessage::Start(f) if f.sample_rate == Some(16_000)));
+        let end: ClientMessage = serde_json::from_str(r#"{"type":"end"}"#).unwrap();
+        assert!(matches!(end, ClientMessage::End {}));
+        assert!(
+            serde_json::from_str::<ClientMessage>(r#"{"type":"start","sample_rate":"x"}"#).is_err()
+        );
+    }
+}
