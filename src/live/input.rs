@@ -137,6 +137,5 @@ mod tests {
         let mut out = Vec::new();
         decoder.decode(&packet, &mut out).unwrap();
         assert_eq!(out.len(), 320);
-        assert!(decoder.decode(b"not opus at all", &mut out).is_err() || out.len() > 320);
     }
 }

@@ -1,4 +1,6 @@
-//! The OpenAPI 3.1 description of the batch API, served at `/openapi.json`.
+//! The OpenAPI 3.1 description of the API, served at `/openapi.json`. The
+//! live WebSocket is described in prose (OpenAPI has no WebSocket model);
+//! the README's "Live streaming" section is its full protocol.
 
 use serde_json::{Value, json};
 
@@ -60,7 +62,7 @@ pub fn document() -> Value {
             "/api/v1/speaker/jobs": { "get": {
                 "summary": "List the caller's jobs, newest first",
                 "parameters": [
-                    { "name": "job_type", "in": "query", "schema": { "enum": ["extraction", "diarization"] } },
+                    { "name": "job_type", "in": "query", "schema": { "enum": ["extraction", "diarization", "stream"] } },
                     { "name": "status", "in": "query", "schema": { "enum": ["PENDING", "PROCESSING", "COMPLETED", "FAILED"] } },
                     { "name": "skip", "in": "query", "schema": { "type": "integer", "minimum": 0, "default": 0 } },
                     { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 200, "default": 50 } }
@@ -85,6 +87,19 @@ pub fn document() -> Value {
                 ],
                 "responses": with(with(errors(&["403", "404", "410", "416"]), "200", json!({ "description": "The file" })), "206", json!({ "description": "Part of the file" })),
             } },
+            "/api/v1/speaker/stream": { "get": {
+                "summary": "Live diarization over a WebSocket (upgrade)",
+                "description": "Upgrade to a WebSocket. Authenticate with X-API-Key or Bearer, or ?api_key=, or ?token= from /api/v1/speaker/stream/token. Send {\"type\":\"start\",\"sample_rate\",\"channels\",\"encoding\":\"pcm_s16le\"|\"pcm_f32le\"|\"opus\",\"num_speakers\"?,\"max_speakers\"?,\"latency_ms\"?,\"extract\"?,\"name\"?}, then binary audio; {\"type\":\"keepalive\"|\"finalize\"|\"end\"} control it. The server sends ready, speaker, relabel, usage, warning, error and completed messages as JSON text. The session becomes a job of type stream.",
+                "parameters": [
+                    { "name": "api_key", "in": "query", "schema": { "type": "string" } },
+                    { "name": "token", "in": "query", "schema": { "type": "string" } }
+                ],
+                "responses": { "101": { "description": "Switching to the WebSocket protocol" } },
+            } },
+            "/api/v1/speaker/stream/token": { "post": {
+                "summary": "A single-use token for opening a stream with ?token= (browsers cannot set headers)",
+                "responses": with(errors(&["401", "429"]), "200", json!({ "description": "The token", "content": { "application/json": { "schema": { "type": "object", "required": ["token", "expires_in"], "properties": { "token": { "type": "string" }, "expires_in": { "type": "integer", "description": "seconds" } } } } } })),
+            } },
             "/api/v1/credits": { "get": { "summary": "The caller's credit balance", "responses": with(errors(&["401", "429"]), "200", json!({ "description": "Balance", "content": { "application/json": { "schema": { "type": "object", "properties": { "user_id": { "type": "string" }, "balance": { "type": "integer" } } } } } })) } },
             "/healthz": { "get": { "summary": "Liveness", "security": [], "responses": { "200": { "description": "Alive" } } } },
             "/readyz": { "get": { "summary": "Readiness", "security": [], "responses": { "200": { "description": "Ready" }, "503": { "description": "Not ready" } } } },
@@ -100,7 +115,7 @@ pub fn document() -> Value {
                 "Error": { "type": "object", "required": ["detail"], "properties": { "detail": { "type": "string" } } },
                 "Job": { "type": "object", "required": ["id", "job_type", "status", "created_at", "user_id", "task_id"], "properties": {
                     "id": { "type": "integer" },
-                    "job_type": { "enum": ["extraction", "diarization"] },
+                    "job_type": { "enum": ["extraction", "diarization", "stream"] },
                     "status": { "enum": ["PENDING", "PROCESSING", "COMPLETED", "FAILED"] },
                     "created_at": { "type": "string", "format": "date-time" },
                     "updated_at": { "type": "string", "format": "date-time" },
