@@ -14,6 +14,9 @@
 
 mod messages;
 
+use std::error::Error as _;
+use std::time::Duration;
+
 use axum::extract::ws::{Message, WebSocket};
 use axum::extract::{Query, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderValue};
@@ -34,6 +37,9 @@ use messages::{ClientMessage, Failure, Outgoing, close};
 
 /// Messages waiting for the writer; beyond this the senders wait for the client.
 const OUTGOING_CAPACITY: usize = 256;
+
+/// How long the client has to answer our close before the socket is dropped.
+const CLOSE_HANDSHAKE: Duration = Duration::from_secs(5);
 
 /// The route template, as rate-limit buckets name it.
 const ROUTE: &str = "GET /api/v1/speaker/stream";
@@ -86,6 +92,12 @@ async fn run(socket: WebSocket, state: AppState, headers: HeaderMap, query: Stre
     let writer = tokio::spawn(write(sink, outgoing));
     converse(&state, &headers, &query, &mut incoming, out).await;
     let _ = writer.await;
+    // Read until the client's close: dropping the socket with its frames
+    // unread would reset the connection and lose our last messages.
+    let _ = tokio::time::timeout(CLOSE_HANDSHAKE, async {
+        while let Some(Ok(_)) = incoming.next().await {}
+    })
+    .await;
 }
 
 /// Sends what arrives in order; once the client is gone or closed, keeps
@@ -281,16 +293,15 @@ async fn stream(
         };
         let message = match message {
             Some(Ok(message)) => message,
+            Some(Err(e)) if too_large(&e) => {
+                break Ending::Failure(frame_too_large(config.max_frame_bytes));
+            }
             Some(Err(_)) | None => break Ending::Disconnected,
         };
         idle_deadline = Instant::now() + config.idle_timeout;
         match message {
             Message::Binary(frame) if frame.len() > config.max_frame_bytes => {
-                break Ending::Failure(Failure::new(
-                    "frame_too_large",
-                    format!("Binary frames are at most {} bytes", config.max_frame_bytes),
-                    close::TOO_BIG,
-                ));
+                break Ending::Failure(frame_too_large(config.max_frame_bytes));
             }
             Message::Binary(frame) => {
                 if let Err(e) = session.push(&frame).await {
@@ -377,6 +388,24 @@ fn push_failure(error: &LiveError) -> Failure {
             internal_failure()
         }
     }
+}
+
+/// Whether the socket failed on a message over the protocol layer's ceiling.
+fn too_large(error: &axum::Error) -> bool {
+    matches!(
+        error
+            .source()
+            .and_then(|e| e.downcast_ref::<tungstenite::Error>()),
+        Some(tungstenite::Error::Capacity(_))
+    )
+}
+
+fn frame_too_large(max_frame_bytes: usize) -> Failure {
+    Failure::new(
+        "frame_too_large",
+        format!("Binary frames are at most {max_frame_bytes} bytes"),
+        close::TOO_BIG,
+    )
 }
 
 fn idle_failure() -> Failure {
