@@ -25,6 +25,7 @@ fn main() {
         f64::from(defaults.new_speaker_distance),
     ) as f32;
     let merge_distance = setting("MERGE_DISTANCE", f64::from(defaults.merge_distance)) as f32;
+    let assign_distance = setting("ASSIGN_DISTANCE", f64::from(defaults.assign_distance)) as f32;
     let refresh_seconds = setting("REFRESH_SECONDS", defaults.refresh_seconds);
     runtime::environment(None).expect("onnxruntime");
     let engine = Engine::load(&EngineConfig::default()).expect("engine");
@@ -36,6 +37,7 @@ fn main() {
             latency_seconds: latency_ms / 1000.0,
             new_speaker_distance,
             merge_distance,
+            assign_distance,
             refresh_seconds,
             ..defaults
         });

@@ -4,7 +4,7 @@
 //! followed from the previous window by their shared activity, so a voice
 //! keeps its speaker without being embedded again. A voice is embedded when
 //! it appears (against the rolling centroids, see [`speakers`]) and then once
-//! per few seconds of its clean speech, which both steadies its centroid and
+//! per `refresh` of its clean speech, which both steadies its centroid and
 //! catches a voice that changed. Window activity is added to a frame
 //! [`timeline`]; a frame is decided once `latency` of audio follows it.
 //! Memory holds one window of audio, a few seconds of speech per voice, the
@@ -39,9 +39,11 @@ pub struct OnlineParams {
     pub latency_seconds: f64,
     /// Speakers never exceed this; a further voice joins its nearest speaker.
     pub max_speakers: usize,
-    /// A reliable embedding farther than this from every centroid (Euclidean,
-    /// unit vectors) starts a new speaker.
+    /// An embedding farther than this from every centroid (Euclidean, unit
+    /// vectors) starts a new speaker, tentative until a reliable one confirms it.
     pub new_speaker_distance: f32,
+    /// A short (unreliable) voice joins a speaker only this close to it.
+    pub assign_distance: f32,
     /// Centroids closer than this are one speaker.
     pub merge_distance: f32,
     /// Seconds of a voice's clean speech between two embeddings of it.
@@ -54,9 +56,10 @@ impl Default for OnlineParams {
             step_seconds: 0.5,
             latency_seconds: 2.0,
             max_speakers: 20,
-            new_speaker_distance: 1.05,
-            merge_distance: 0.7,
-            refresh_seconds: 3.0,
+            new_speaker_distance: 1.15,
+            assign_distance: 0.9,
+            merge_distance: 0.8,
+            refresh_seconds: 1.5,
         }
     }
 }
@@ -140,11 +143,7 @@ impl<'e> OnlineRun<'e> {
             next_end_frame: step_frames,
             previous: None,
             tracks: Default::default(),
-            speakers: Speakers::new(
-                params.max_speakers,
-                params.new_speaker_distance,
-                params.merge_distance,
-            ),
+            speakers: Speakers::new(&params),
             timeline: Timeline::new(turns),
             fbank: Fbank::new(),
         }
@@ -190,6 +189,13 @@ impl<'e> OnlineRun<'e> {
     /// labelled as the events were (after their relabels).
     pub fn finish(mut self) -> Result<(Vec<LiveEvent>, Diarization), RunError> {
         let mut events = self.flush()?;
+        for (from, to) in self.speakers.absorb_tentative() {
+            self.timeline.merge(from, to);
+            events.push(LiveEvent::Relabel {
+                from: SpeakerId(from),
+                to: SpeakerId(to),
+            });
+        }
         let duration_seconds = self.heard_seconds();
         let mut turns = self.timeline.into_turns();
         // Merges leave gaps in the numbering; close them, and say so.
@@ -331,7 +337,10 @@ impl<'e> OnlineRun<'e> {
                     pieces.push((s, speech, reliable));
                 }
             } else if track.clean.len() >= refresh_samples {
-                pieces.push((s, std::mem::take(&mut track.clean), true));
+                // The latest speech only: a voice that changed shows at once.
+                let speech = track.clean.split_off(track.clean.len() - refresh_samples);
+                track.clean.clear();
+                pieces.push((s, speech, true));
             }
         }
         if pieces.is_empty() {
@@ -418,9 +427,10 @@ impl<'e> OnlineRun<'e> {
 /// Voices sharing fewer active frames than this (0.2 s) are not the same voice.
 const MIN_SHARED_FRAMES: i64 = 12;
 
-/// Clean speech is taken this far (0.5 s) from the window's end, where the
-/// segmentation has heard a little of what follows.
-const HARVEST_DELAY_FRAMES: usize = 30;
+/// Clean speech is taken this far (0.14 s) from the window's end: the model
+/// has heard a little of what follows, and the voice is embedded soon after
+/// it speaks (0.5 s or 1 s back was worse on dev: later corrections).
+const HARVEST_DELAY_FRAMES: usize = 8;
 
 /// Sorts turns and joins overlapping or touching turns of one speaker
 /// (two speakers merged by a relabel).

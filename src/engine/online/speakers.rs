@@ -20,10 +20,13 @@ pub(super) struct Candidate {
 
 pub(super) struct Speakers {
     sums: Vec<Embedding>,
+    /// Reliable embeddings in each sum; 0 for a tentative speaker.
+    reliable: Vec<u32>,
     /// Where a merged speaker went; `None` for live speakers.
     merged_into: Vec<Option<usize>>,
     max_speakers: usize,
     new_speaker_distance: f32,
+    assign_distance: f32,
     merge_distance: f32,
 }
 
@@ -35,13 +38,15 @@ pub(super) struct Changes {
 }
 
 impl Speakers {
-    pub(super) fn new(max_speakers: usize, new_speaker_distance: f32, merge_distance: f32) -> Self {
+    pub(super) fn new(params: &super::OnlineParams) -> Self {
         Self {
             sums: Vec::new(),
+            reliable: Vec::new(),
             merged_into: Vec::new(),
-            max_speakers: max_speakers.max(1),
-            new_speaker_distance,
-            merge_distance,
+            max_speakers: params.max_speakers.max(1),
+            new_speaker_distance: params.new_speaker_distance,
+            assign_distance: params.assign_distance,
+            merge_distance: params.merge_distance,
         }
     }
 
@@ -61,7 +66,8 @@ impl Speakers {
 
     /// Assigns the voices of one window, all to different speakers (they were
     /// heard apart) and none to a `held` speaker (another voice of the window
-    /// has it), opening speakers for far, reliable voices.
+    /// has it). A voice far from every speaker opens one; opened by a short
+    /// voice, it is tentative until a reliable embedding confirms it.
     pub(super) fn assign(
         &mut self,
         candidates: &[Candidate],
@@ -93,9 +99,7 @@ impl Speakers {
                     };
                     bonus - distance(&candidate.embedding, centroid)
                 }
-                None if candidate.reliable || live.is_empty() => -self.new_speaker_distance,
-                // An unreliable voice cannot open a speaker, only stay unassigned.
-                None => -self.new_speaker_distance - 0.5,
+                None => -self.new_speaker_distance,
             };
             (score * SCALE) as i64
         });
@@ -103,11 +107,15 @@ impl Speakers {
         for (r, &c) in columns.iter().enumerate() {
             let candidate = &candidates[r];
             let k = if c < live.len() {
+                // A short new voice only joins a speaker it clearly sounds like.
+                let near = distance(&candidate.embedding, &centroids[c]) < self.assign_distance;
+                if !candidate.reliable && !near && candidate.current.is_none() {
+                    continue;
+                }
                 live[c]
-            } else if !candidate.reliable && !live.is_empty() {
-                continue;
             } else if self.live().len() < self.max_speakers {
                 self.sums.push([0.0; EMBEDDING_DIM]);
+                self.reliable.push(0);
                 self.merged_into.push(None);
                 changes.new_speakers += 1;
                 self.sums.len() - 1
@@ -122,16 +130,66 @@ impl Speakers {
                     None => continue,
                 }
             };
-            let empty = self.sums[k].iter().all(|&x| x == 0.0);
-            if candidate.reliable || empty {
+            if candidate.reliable {
+                // A tentative speaker whose voice proves to be a known one was that one.
+                if let Some(current) = candidate.current.filter(|&c| c != k) {
+                    if self.is_tentative(current) && !self.is_tentative(k) {
+                        changes.merges.push((current, k));
+                        self.absorb(current, k);
+                    }
+                }
                 for (s, x) in self.sums[k].iter_mut().zip(candidate.embedding) {
                     *s += x;
                 }
+                self.reliable[k] += 1;
                 changes.merges.extend(self.merge_near(k));
+            } else if self.sums[k].iter().all(|&x| x == 0.0) {
+                self.sums[k] = candidate.embedding;
             }
             chosen[r] = Some(self.resolve(k));
         }
         (chosen, changes)
+    }
+
+    /// At the end: every speaker never confirmed by a reliable embedding joins
+    /// its nearest confirmed speaker, as the offline clustering does with small clusters.
+    pub(super) fn absorb_tentative(&mut self) -> Vec<(usize, usize)> {
+        let confirmed: Vec<usize> = self
+            .live()
+            .into_iter()
+            .filter(|&k| !self.is_tentative(k))
+            .collect();
+        let mut merges = Vec::new();
+        for k in self.live() {
+            if !self.is_tentative(k) {
+                continue;
+            }
+            let me = unit(&self.sums[k]);
+            let nearest = confirmed.iter().copied().min_by(|&a, &b| {
+                distance(&me, &unit(&self.sums[a])).total_cmp(&distance(&me, &unit(&self.sums[b])))
+            });
+            if let Some(to) = nearest {
+                self.absorb(k, to);
+                merges.push((k, to));
+            }
+        }
+        merges
+    }
+
+    fn is_tentative(&self, k: usize) -> bool {
+        self.reliable[k] == 0
+    }
+
+    /// Speaker `gone` is `keep` from now on.
+    fn absorb(&mut self, gone: usize, keep: usize) {
+        if !self.is_tentative(gone) {
+            let gone_sum = self.sums[gone];
+            for (s, x) in self.sums[keep].iter_mut().zip(gone_sum) {
+                *s += x;
+            }
+        }
+        self.reliable[keep] += self.reliable[gone];
+        self.merged_into[gone] = Some(keep);
     }
 
     /// Merges every live speaker within `merge_distance` of `k` into the older one.
@@ -148,11 +206,7 @@ impl Speakers {
                 return merges;
             };
             let (keep, gone) = (j.min(k), j.max(k));
-            let gone_sum = self.sums[gone];
-            for (s, x) in self.sums[keep].iter_mut().zip(gone_sum) {
-                *s += x;
-            }
-            self.merged_into[gone] = Some(keep);
+            self.absorb(gone, keep);
             merges.push((gone, keep));
             k = keep;
         }

@@ -1,0 +1,3 @@
+//! Helpers shared by the engine-level test files.
+
+pub mod der;
