@@ -132,11 +132,12 @@ impl Speakers {
             };
             if candidate.reliable {
                 // A tentative speaker whose voice proves to be a known one was that one.
-                if let Some(current) = candidate.current.filter(|&c| c != k) {
-                    if self.is_tentative(current) && !self.is_tentative(k) {
-                        changes.merges.push((current, k));
-                        self.absorb(current, k);
-                    }
+                if let Some(current) = candidate
+                    .current
+                    .filter(|&c| c != k && self.is_tentative(c) && !self.is_tentative(k))
+                {
+                    changes.merges.push((current, k));
+                    self.absorb(current, k);
                 }
                 for (s, x) in self.sums[k].iter_mut().zip(candidate.embedding) {
                     *s += x;

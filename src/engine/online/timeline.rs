@@ -197,8 +197,7 @@ impl Timeline {
     /// without deciding anything. A turn still going has no end.
     pub(super) fn provisional(&self, events: &mut Vec<LiveEvent>) {
         let mut decider = self.decider.clone();
-        let mut g = self.first_frame;
-        for frame in &self.frames {
+        for (frame, g) in self.frames.iter().zip(self.first_frame..) {
             for (speaker, open) in decider.step(frame, g, self.params, self.gap_frames) {
                 events.push(LiveEvent::Speaker {
                     speaker: SpeakerId(speaker),
@@ -208,7 +207,6 @@ impl Timeline {
                     confidence: open.confidence(),
                 });
             }
-            g += 1;
         }
         for (speaker, open) in decider.open.iter().enumerate() {
             if let Some(open) = open {
