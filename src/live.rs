@@ -24,6 +24,7 @@ mod recover;
 mod session;
 pub mod spec;
 mod spool;
+mod watch;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -38,13 +39,15 @@ use crate::engine::{Engine, OnlineParams, SpeakerCount};
 use crate::jobs::Jobs;
 use analysis::Analysis;
 use credits::CreditMeter;
-use session::Active;
+use session::{Active, ready_event};
 use spool::{SpoolDir, SpoolMeta};
+use watch::EventSink;
 
 pub use event::{Completed, Event};
 pub use input::InputError;
 pub use session::Session;
 pub use spec::{Encoding, SpecError, StartFields, StreamFormat, StreamSpec};
+pub use watch::Watchers;
 
 /// Credits are reserved ahead of the audio in blocks of this many seconds.
 const RESERVE_BLOCK_SECONDS: f64 = 60.0;
@@ -96,6 +99,7 @@ pub struct Live {
     engine: Arc<Engine>,
     config: LiveConfig,
     slots: Arc<Semaphore>,
+    watchers: Arc<Watchers>,
     shutdown: CancellationToken,
 }
 
@@ -110,6 +114,7 @@ impl Live {
             jobs,
             engine,
             slots: Arc::new(Semaphore::new(config.max_sessions)),
+            watchers: Arc::default(),
             config,
             shutdown,
         })
@@ -117,6 +122,11 @@ impl Live {
 
     pub fn config(&self) -> &LiveConfig {
         &self.config
+    }
+
+    /// The running sessions' event feeds.
+    pub fn watchers(&self) -> &Watchers {
+        &self.watchers
     }
 
     /// Cancelled when the server shuts down: every session ends and finalizes.
@@ -179,6 +189,13 @@ impl Live {
         };
         let spool = SpoolDir::of_job(&self.config.spool_dir, job.id, &job.task_id);
         let params = online_params(spec.latency, spec.speakers);
+        let step_ms = (params.step_seconds * 1000.0).round() as u64;
+        let (feed, watchers) = self.watchers.open(
+            &job.task_id,
+            user_id,
+            ready_event(&job, meta.latency_ms, step_ms),
+        );
+        let events = EventSink::new(events, watchers);
         let buffer_samples =
             u32::try_from(format.samples_in(self.config.buffer_seconds)).unwrap_or(u32::MAX);
         let buffer = Arc::new(Semaphore::new(buffer_samples as usize));
@@ -215,12 +232,13 @@ impl Live {
             job,
             spool,
             meta,
-            step_ms: (params.step_seconds * 1000.0).round() as u64,
+            step_ms,
             decoder,
             commands,
             buffer,
             buffer_samples,
             events,
+            _feed: feed,
             analysed,
             received_frames: 0,
             counted_seconds: 0,

@@ -22,7 +22,7 @@ enum Command {
     /// Diarize audio or video files and write RTTM, per-speaker WAVs and result.json.
     Diarize(commands::diarize::Args),
     /// Run the HTTP API and the job workers.
-    Serve(commands::serve::Args),
+    Serve(Box<commands::serve::Args>),
     /// Manage users, API keys and credits.
     Admin(commands::admin::Args),
 }
@@ -37,7 +37,7 @@ fn main() -> ExitCode {
         .init();
     match Cli::parse().command {
         Command::Diarize(args) => commands::diarize::run(args),
-        Command::Serve(args) => commands::serve::run(args),
+        Command::Serve(args) => commands::serve::run(*args),
         Command::Admin(args) => commands::admin::run(args),
     }
 }

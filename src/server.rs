@@ -9,6 +9,7 @@
 pub mod auth;
 mod drain;
 pub mod error;
+pub mod event_json;
 pub mod metrics;
 pub mod openapi;
 pub mod range;
@@ -16,6 +17,7 @@ pub mod rate_limit;
 pub mod routes;
 pub mod signing;
 pub mod stream_tokens;
+pub mod webrtc;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,6 +34,7 @@ use crate::jobs::Jobs;
 use crate::live::Live;
 use auth::Authenticator;
 use rate_limit::RateLimits;
+use routes::whip::Whip;
 use signing::UrlSigner;
 use stream_tokens::StreamTokens;
 
@@ -50,6 +53,7 @@ pub struct HttpConfig {
 #[derive(Clone)]
 pub struct AppState {
     pub jobs: Arc<Jobs>,
+    pub whip: Arc<Whip>,
     pub live: Arc<Live>,
     pub stream_tokens: Arc<StreamTokens>,
     pub auth: Arc<Authenticator>,

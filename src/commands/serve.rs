@@ -2,6 +2,7 @@
 //! SQLite and the local filesystem unless told otherwise.
 
 use std::io::Write;
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -18,8 +19,10 @@ use whospoke::live::{Live, LiveConfig};
 use whospoke::runtime;
 use whospoke::server::auth::{Authenticator, JwtKeys};
 use whospoke::server::rate_limit::RateLimits;
+use whospoke::server::routes::whip::Whip;
 use whospoke::server::signing::UrlSigner;
 use whospoke::server::stream_tokens::StreamTokens;
+use whospoke::server::webrtc::{IceServer, Peers, WebRtcConfig};
 use whospoke::server::{self, AppState, HttpConfig, metrics};
 
 /// File in the data directory holding the download-signing key when none is given.
@@ -102,6 +105,34 @@ pub struct Args {
     /// Lifetime of the single-use tokens of `POST /api/v1/speaker/stream/token`.
     #[arg(long, env = "WHOSPOKE_STREAM_TOKEN_TTL_SECONDS", default_value_t = 60)]
     stream_token_ttl_seconds: u64,
+    /// Address WebRTC host candidates bind to (default: the HTTP `--host`;
+    /// 0.0.0.0 means every interface).
+    #[arg(long, env = "WHOSPOKE_WEBRTC_INTERFACE")]
+    webrtc_interface: Option<IpAddr>,
+    /// UDP ports WebRTC peers may use, as FIRST-LAST (default: ephemeral).
+    #[arg(long, env = "WHOSPOKE_WEBRTC_UDP_PORTS", value_parser = parse_port_range)]
+    webrtc_udp_ports: Option<(u16, u16)>,
+    /// STUN or TURN server offered to WHIP clients in `Link` headers and used
+    /// by the server's peers (repeatable, or comma-separated in the variable).
+    #[arg(
+        long = "ice-server",
+        env = "WHOSPOKE_ICE_SERVERS",
+        value_delimiter = ','
+    )]
+    ice_servers: Vec<String>,
+    /// Username of the TURN servers among `--ice-server`.
+    #[arg(long, env = "WHOSPOKE_ICE_USERNAME")]
+    ice_username: Option<String>,
+    /// Credential of the TURN servers among `--ice-server`.
+    #[arg(long, env = "WHOSPOKE_ICE_CREDENTIAL")]
+    ice_credential: Option<String>,
+    /// A WebRTC peer disconnected this long is gone and its session ends.
+    #[arg(
+        long,
+        env = "WHOSPOKE_WEBRTC_PEER_TIMEOUT_SECONDS",
+        default_value_t = 15
+    )]
+    webrtc_peer_timeout_seconds: u64,
     /// Folder holding the ONNX models.
     #[arg(long, env = runtime::MODELS_DIR_ENV)]
     models_dir: Option<PathBuf>,
@@ -187,8 +218,10 @@ async fn serve(args: Args) -> Result<(), String> {
     }
     let handle = metrics::install().map_err(|e| format!("metrics: {e}"))?;
     let limits = Arc::new(RateLimits::per_minute(args.rate_limit_per_minute));
+    let whip = Whip::new(Peers::new(webrtc_config(&args)));
     let state = AppState {
         jobs: Arc::clone(&jobs),
+        whip: Arc::new(whip),
         live: Arc::clone(&live),
         stream_tokens: Arc::new(StreamTokens::new(Duration::from_secs(
             args.stream_token_ttl_seconds,
@@ -229,6 +262,43 @@ async fn serve(args: Args) -> Result<(), String> {
         Ok(Err(e)) => Err(e.to_string()),
         Err(e) => Err(format!("the job workers stopped: {e}")),
     }
+}
+
+fn webrtc_config(args: &Args) -> WebRtcConfig {
+    let interface = args.webrtc_interface.unwrap_or_else(|| {
+        args.host
+            .parse()
+            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+    });
+    let ice_servers = args
+        .ice_servers
+        .iter()
+        .map(|url| {
+            let turn = url.starts_with("turn:") || url.starts_with("turns:");
+            IceServer {
+                url: url.clone(),
+                username: args.ice_username.clone().filter(|_| turn),
+                credential: args.ice_credential.clone().filter(|_| turn),
+            }
+        })
+        .collect();
+    WebRtcConfig {
+        interface,
+        udp_ports: args.webrtc_udp_ports,
+        ice_servers,
+        peer_timeout: Duration::from_secs(args.webrtc_peer_timeout_seconds),
+    }
+}
+
+fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
+    let invalid = || format!("expected FIRST-LAST ports, like 50000-50100, not {text:?}");
+    let (first, last) = text.split_once('-').ok_or_else(invalid)?;
+    let first: u16 = first.trim().parse().map_err(|_| invalid())?;
+    let last: u16 = last.trim().parse().map_err(|_| invalid())?;
+    if first == 0 || first > last {
+        return Err(invalid());
+    }
+    Ok((first, last))
 }
 
 /// SIGTERM or Ctrl-C: stop accepting, let running jobs finish or requeue them,

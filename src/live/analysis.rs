@@ -13,11 +13,12 @@ use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 use std::time::Instant;
 
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, oneshot};
 
 use super::event::Event;
 use super::spec::StreamFormat;
 use super::spool::SpoolWriter;
+use super::watch::EventSink;
 use crate::audio::AnalysisResampler;
 use crate::diarization::Diarization;
 use crate::engine::{Engine, LiveEvent, OnlineParams};
@@ -58,7 +59,7 @@ pub struct Analysis<M> {
     pub format: StreamFormat,
     pub spool: SpoolWriter,
     pub commands: Receiver<Command>,
-    pub events: mpsc::Sender<M>,
+    pub events: EventSink<M>,
     pub buffer: Arc<Semaphore>,
 }
 
@@ -127,12 +128,9 @@ impl<M: From<Event> + Send + 'static> Analysis<M> {
 
 /// Sends events, waiting while the client reads slowly; a client that is
 /// gone no longer needs them, but the analysis goes on for the job.
-fn send<M: From<Event>>(events: &mpsc::Sender<M>, found: Vec<LiveEvent>) {
+fn send<M: From<Event>>(events: &EventSink<M>, found: Vec<LiveEvent>) {
     for event in found {
-        if events
-            .blocking_send(M::from(Event::Diarizer(event)))
-            .is_err()
-        {
+        if !events.blocking_send(Event::Diarizer(event)) {
             return;
         }
     }

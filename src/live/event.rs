@@ -5,6 +5,13 @@ use crate::jobs::result::SpeakerResult;
 
 #[derive(Debug, Clone)]
 pub enum Event {
+    /// The session started: the first thing its client and watchers hear.
+    Ready {
+        session_id: String,
+        job_id: i64,
+        latency_ms: u64,
+        step_ms: u64,
+    },
     /// A turn or a relabel from the online diarizer.
     Diarizer(LiveEvent),
     /// Audio received so far and what it costs.

@@ -24,6 +24,8 @@ pub enum InputDecoder {
     Opus {
         decoder: opus::Decoder,
         channels: usize,
+        /// libopus conceals losses in whole steps of 2.5 ms.
+        conceal_step: usize,
         pcm: Vec<f32>,
     },
 }
@@ -49,6 +51,7 @@ impl InputDecoder {
                 Self::Opus {
                     decoder: opus::Decoder::new(format.sample_rate, layout)?,
                     channels,
+                    conceal_step: format.sample_rate as usize / 400,
                     pcm: vec![0.0; format.samples_in(MAX_OPUS_PACKET_SECONDS)],
                 }
             }
@@ -88,10 +91,34 @@ impl InputDecoder {
                 decoder,
                 channels,
                 pcm,
+                ..
             } => {
                 let frames = decoder.decode_float(frame, pcm, false)?;
                 out.extend_from_slice(&pcm[..frames * *channels]);
             }
+        }
+        Ok(())
+    }
+
+    /// Appends about `frames` sample frames of packet-loss concealment, in
+    /// whole 2.5 ms steps. Only Opus streams have losses to conceal.
+    pub fn conceal(&mut self, frames: usize, out: &mut Vec<f32>) -> Result<(), InputError> {
+        let Self::Opus {
+            decoder,
+            channels,
+            conceal_step,
+            pcm,
+        } = self
+        else {
+            return Ok(());
+        };
+        let most = pcm.len() / *channels;
+        let mut left = frames - frames % *conceal_step;
+        while left > 0 {
+            let n = left.min(most);
+            let made = decoder.decode_float(&[], &mut pcm[..n * *channels], false)?;
+            out.extend_from_slice(&pcm[..made * *channels]);
+            left -= n;
         }
         Ok(())
     }
@@ -137,5 +164,10 @@ mod tests {
         let mut out = Vec::new();
         decoder.decode(&packet, &mut out).unwrap();
         assert_eq!(out.len(), 320);
+        // A lost 20 ms packet, and a gap that is not a whole number of 2.5 ms steps.
+        decoder.conceal(320, &mut out).unwrap();
+        assert_eq!(out.len(), 640);
+        decoder.conceal(100, &mut out).unwrap();
+        assert_eq!(out.len(), 640 + 80);
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 use std::time::Instant;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, oneshot};
 
 use super::analysis::{Analysed, AnalysisError, Command};
 use super::credits::CreditMeter;
@@ -14,6 +14,7 @@ use super::finalize::finalize;
 use super::input::InputDecoder;
 use super::spec::StreamFormat;
 use super::spool::{SpoolDir, SpoolMeta};
+use super::watch::{EventSink, FeedGuard};
 use super::{LiveError, Slot};
 use crate::db::{Job, credits_for};
 use crate::jobs::Jobs;
@@ -35,7 +36,8 @@ pub struct Session<M> {
     /// Room in the analysis buffer, in samples.
     pub(super) buffer: Arc<Semaphore>,
     pub(super) buffer_samples: u32,
-    pub(super) events: mpsc::Sender<M>,
+    pub(super) events: EventSink<M>,
+    pub(super) _feed: FeedGuard,
     pub(super) analysed: oneshot::Receiver<Result<Analysed, AnalysisError>>,
     pub(super) received_frames: u64,
     pub(super) counted_seconds: u64,
@@ -53,16 +55,13 @@ impl<M: From<Event> + Send + 'static> Session<M> {
         self.job.id
     }
 
-    pub fn latency_ms(&self) -> u64 {
-        self.meta.latency_ms
-    }
-
-    pub fn step_ms(&self) -> u64 {
-        self.step_ms
-    }
-
     fn format(&self) -> StreamFormat {
         self.meta.format
+    }
+
+    /// What the client hears first.
+    pub fn ready(&self) -> Event {
+        ready_event(&self.job, self.meta.latency_ms, self.step_ms)
     }
 
     /// Decodes one binary frame and queues it for analysis, waiting while the
@@ -72,6 +71,19 @@ impl<M: From<Event> + Send + 'static> Session<M> {
         let received = Instant::now();
         let mut samples = Vec::new();
         self.decoder.decode(frame, &mut samples)?;
+        self.accept(samples, received).await
+    }
+
+    /// Stands in for `frames` lost sample frames of an Opus stream with
+    /// libopus's packet-loss concealment, so the timeline keeps its length.
+    pub async fn conceal(&mut self, frames: usize) -> Result<(), LiveError> {
+        let received = Instant::now();
+        let mut samples = Vec::new();
+        self.decoder.conceal(frames, &mut samples)?;
+        self.accept(samples, received).await
+    }
+
+    async fn accept(&mut self, mut samples: Vec<f32>, received: Instant) -> Result<(), LiveError> {
         let channels = usize::from(self.format().channels);
         let frames = (samples.len() / channels) as u64;
         if frames == 0 {
@@ -106,6 +118,8 @@ impl<M: From<Event> + Send + 'static> Session<M> {
             commands,
             analysed,
             credits,
+            events,
+            _feed,
             ..
         } = self;
         drop(commands);
@@ -123,7 +137,10 @@ impl<M: From<Event> + Send + 'static> Session<M> {
                 return Err(LiveError::AnalysisStopped);
             }
         };
-        Ok(finalize(&jobs, &job, &spool, &meta, diarization, credits.reserved()).await?)
+        let completed =
+            finalize(&jobs, &job, &spool, &meta, diarization, credits.reserved()).await?;
+        events.publish(Event::Completed(Box::new(completed.clone())));
+        Ok(completed)
     }
 
     async fn queue(&mut self, samples: Vec<f32>, received: Instant) -> Result<(), LiveError> {
@@ -136,7 +153,7 @@ impl<M: From<Event> + Send + 'static> Session<M> {
             Err(TryAcquireError::NoPermits) => {
                 if !self.warned_behind {
                     self.warned_behind = true;
-                    let _ = self.events.send(M::from(Event::Behind)).await;
+                    self.events.send(Event::Behind).await;
                 }
                 Arc::clone(&self.buffer)
                     .acquire_many_owned(permits)
@@ -174,8 +191,17 @@ impl<M: From<Event> + Send + 'static> Session<M> {
                 audio_seconds,
                 credits: credits_for(audio_seconds).min(self.credits.reserved()),
             };
-            let _ = self.events.send(M::from(usage)).await;
+            self.events.send(usage).await;
         }
+    }
+}
+
+pub(super) fn ready_event(job: &Job, latency_ms: u64, step_ms: u64) -> Event {
+    Event::Ready {
+        session_id: job.task_id.clone(),
+        job_id: job.id,
+        latency_ms,
+        step_ms,
     }
 }
 

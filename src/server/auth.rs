@@ -5,7 +5,7 @@
 //! Bearer value that starts with `ap_` is taken as a key, not a JWT.
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -14,6 +14,7 @@ use serde::Deserialize;
 use super::AppState;
 use super::drain::discard_body;
 use super::error::ApiError;
+use super::stream_tokens::STREAM_TOKEN_PREFIX;
 use crate::db::Db;
 use crate::db::accounts::API_KEY_PREFIX;
 
@@ -51,14 +52,7 @@ impl Authenticator {
         if let Some(key) = header(headers, "x-api-key") {
             return self.api_key(key).await;
         }
-        let Some(bearer) = header(headers, "authorization")
-            .and_then(|value| {
-                value
-                    .strip_prefix("Bearer ")
-                    .or(value.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-        else {
+        let Some(bearer) = bearer(headers) else {
             return Err(ApiError::unauthorized("Not authenticated"));
         };
         if bearer.starts_with(API_KEY_PREFIX) {
@@ -104,6 +98,58 @@ impl Authenticator {
             user_id,
         })
     }
+}
+
+/// Credentials in the query, for clients that cannot set headers (a
+/// browser's `WebSocket` and `EventSource`).
+#[derive(Debug, Default, Deserialize)]
+pub struct QueryCredentials {
+    pub api_key: Option<String>,
+    pub token: Option<String>,
+}
+
+/// The caller of a live route: `X-API-Key` or Bearer headers, where a Bearer
+/// may also hold a stream token; else `?api_key=`; else `?token=`.
+pub async fn live_caller(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: &QueryCredentials,
+) -> Result<Caller, ApiError> {
+    if let Some(token) = bearer(headers).filter(|b| b.starts_with(STREAM_TOKEN_PREFIX)) {
+        return redeem(state, token);
+    }
+    if headers.contains_key("x-api-key") || headers.contains_key("authorization") {
+        return state.auth.authenticate(headers).await;
+    }
+    if let Some(key) = &query.api_key {
+        let mut from_query = HeaderMap::new();
+        let value =
+            HeaderValue::from_str(key).map_err(|_| ApiError::unauthorized("Invalid API key"))?;
+        from_query.insert("x-api-key", value);
+        return state.auth.authenticate(&from_query).await;
+    }
+    match &query.token {
+        Some(token) => redeem(state, token),
+        None => Err(ApiError::unauthorized("Not authenticated")),
+    }
+}
+
+fn redeem(state: &AppState, token: &str) -> Result<Caller, ApiError> {
+    state
+        .stream_tokens
+        .redeem(token)
+        .ok_or_else(|| ApiError::unauthorized("Invalid, used or expired stream token"))
+}
+
+/// The value of an `Authorization: Bearer` header.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    header(headers, "authorization")
+        .and_then(|value| {
+            value
+                .strip_prefix("Bearer ")
+                .or(value.strip_prefix("bearer "))
+        })
+        .map(str::trim)
 }
 
 fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {

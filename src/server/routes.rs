@@ -1,16 +1,20 @@
 //! The routes, grouped by what they serve.
 
+mod events;
 mod files;
 mod jobs;
 mod stream;
 mod submit;
 mod system;
 mod view;
+pub mod whip;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{get, post};
+
+use whip::MAX_OFFER_BYTES;
 
 use super::AppState;
 use super::auth::require_caller;
@@ -39,6 +43,21 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(authenticated)
         // A WebSocket authenticates after the upgrade, so it can say why it refuses.
         .route("/api/v1/speaker/stream", get(stream::connect))
+        // Live routes authenticate themselves: they also take stream tokens and query keys.
+        .route(
+            "/api/v1/speaker/stream/{session_id}/events",
+            get(events::watch),
+        )
+        .route(
+            "/api/v1/speaker/whip",
+            post(whip::offer).layer(DefaultBodyLimit::max(MAX_OFFER_BYTES)),
+        )
+        .route(
+            "/api/v1/speaker/whip/{session_id}",
+            axum::routing::patch(whip::trickle)
+                .delete(whip::delete)
+                .layer(DefaultBodyLimit::max(MAX_OFFER_BYTES)),
+        )
         // Signed links carry their own authorization.
         .route("/api/v1/files/{job_id}/{name}", get(files::download))
         .route("/healthz", get(system::healthz))

@@ -9,6 +9,8 @@ use super::auth::Caller;
 
 /// Bytes of randomness in a token.
 const TOKEN_BYTES: usize = 24;
+/// What every stream token starts with, so a Bearer value can be told from a key or a JWT.
+pub const STREAM_TOKEN_PREFIX: &str = "st_";
 
 pub struct StreamTokens {
     ttl: Duration,
@@ -31,7 +33,7 @@ impl StreamTokens {
     pub fn issue(&self, caller: Caller) -> Result<String, getrandom::Error> {
         let mut bytes = [0u8; TOKEN_BYTES];
         getrandom::fill(&mut bytes)?;
-        let token = format!("st_{}", hex::encode(bytes));
+        let token = format!("{STREAM_TOKEN_PREFIX}{}", hex::encode(bytes));
         let now = Instant::now();
         let mut issued = self.issued.lock().unwrap_or_else(|e| e.into_inner());
         issued.retain(|_, (_, expires)| *expires > now);

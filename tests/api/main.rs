@@ -1,4 +1,4 @@
-//! Integration tests for the batch REST API (issue 3) and live streaming (issue 4): the real `whospoke serve` binary on
+//! Integration tests for the batch REST API (issue 3), live streaming (issue 4) and WebRTC ingest (issue 5): the real `whospoke serve` binary on
 //! loopback, real audio (tests/data/sample.wav: 30 s, two speakers), no mocks.
 //!
 //! Every test starts its own server on a free port with a fresh data directory
@@ -20,3 +20,4 @@ mod sdk;
 mod storage;
 mod stream;
 mod url_ingest;
+mod whip;

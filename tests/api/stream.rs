@@ -28,6 +28,7 @@ use crate::audio::{RttmTurn, credits_for, parse_rttm, play_wav};
 use crate::checks::{download, expect_not_found, listed_ids};
 use crate::client::{WithKey, expect_json};
 use crate::server::{Server, User, project_dir};
+use crate::whip::{check_feed, watch_both};
 
 const STREAM_PATH: &str = "/api/v1/speaker/stream";
 const TOKEN_PATH: &str = "/api/v1/speaker/stream/token";
@@ -50,14 +51,14 @@ const HS256_SECRET: &str = "whospoke-test-secret-that-is-long-enough-for-hs256";
 
 /// Interleaved 16-bit PCM in memory.
 #[derive(Clone)]
-struct Pcm {
+pub struct Pcm {
     sample_rate: u32,
     channels: u16,
     samples: Vec<i16>,
 }
 
 impl Pcm {
-    fn read(path: &std::path::Path) -> Pcm {
+    pub fn read(path: &std::path::Path) -> Pcm {
         let mut reader = WavReader::open(path)
             .unwrap_or_else(|e| panic!("{} should be a WAV: {e}", path.display()));
         let spec = reader.spec();
@@ -82,12 +83,12 @@ impl Pcm {
         self.samples.len() / usize::from(self.channels)
     }
 
-    fn seconds(&self) -> f64 {
+    pub fn seconds(&self) -> f64 {
         self.frames() as f64 / f64::from(self.sample_rate)
     }
 
     /// `seconds` of audio from `start_seconds` on.
-    fn slice(&self, start_seconds: f64, seconds: f64) -> Pcm {
+    pub fn slice(&self, start_seconds: f64, seconds: f64) -> Pcm {
         let channels = usize::from(self.channels);
         let sample = |t: f64| (t * f64::from(self.sample_rate)) as usize * channels;
         let end = sample(start_seconds + seconds).min(self.samples.len());
@@ -127,7 +128,7 @@ impl Pcm {
     }
 
     /// Raw Opus packets of 20 ms (one per binary frame), as a WebRTC or browser client sends.
-    fn opus_packets(&self) -> Vec<Vec<u8>> {
+    pub fn opus_packets(&self) -> Vec<Vec<u8>> {
         assert_eq!(self.channels, 1, "the Opus clip is mono");
         let mut encoder = opus::Encoder::new(
             self.sample_rate,
@@ -151,10 +152,10 @@ impl Pcm {
 }
 
 /// A clip with its reference turns (cut to the clip).
-struct Reference {
-    name: String,
-    pcm: Pcm,
-    turns: Vec<RttmTurn>,
+pub struct Reference {
+    pub name: String,
+    pub pcm: Pcm,
+    pub turns: Vec<RttmTurn>,
 }
 
 impl Reference {
@@ -180,7 +181,7 @@ impl Reference {
 }
 
 /// tests/data/sample.wav: 30 s, two speakers (speech from 6.7 s).
-fn sample() -> Reference {
+pub fn sample() -> Reference {
     let data = project_dir().join("tests/data");
     Reference::load(data.join("sample.wav"), data.join("sample.rttm"), 30.0)
 }
@@ -1481,7 +1482,7 @@ async fn a_dropped_connection_still_finalizes_everything_received() {
 // ----- isolation and credits -------------------------------------------------------------------
 
 /// Streams `audio` to the end as `user`; returns (ready, completed, all messages).
-async fn whole_stream(server: &Server, user: &User, audio: &Pcm) -> (Value, Value, Vec<Value>) {
+pub async fn whole_stream(server: &Server, user: &User, audio: &Pcm) -> (Value, Value, Vec<Value>) {
     let mut session = WsSession::connect(server, Auth::Header(&user.key)).await;
     let ready = session.start(start_message(audio, "pcm_s16le")).await;
     let sent = session.send_audio(&audio.s16le(), ODD_FRAME_BYTES).await;
@@ -1623,4 +1624,55 @@ async fn a_user_without_credits_cannot_start_a_stream() {
         listing["total"], 0,
         "a refused start makes no job: {listing:#}"
     );
+}
+
+#[tokio::test]
+async fn the_owner_can_watch_a_websocket_session_over_sse_and_websocket() {
+    let server = Server::start(&[]);
+    let user = server.create_user(PLENTY);
+    let stranger = server.create_user(PLENTY);
+    let audio = sample().pcm;
+    let mut session = WsSession::connect(&server, Auth::Header(&user.key)).await;
+    let ready = session.start(start_message(&audio, "pcm_s16le")).await;
+    let session_id = ready["session_id"]
+        .as_str()
+        .expect("a session id")
+        .to_owned();
+    let feed = format!("/api/v1/speaker/stream/{session_id}/events");
+
+    let http = reqwest::Client::new();
+    let status = |response: reqwest::Result<reqwest::Response>| {
+        response.expect("the events endpoint answers").status()
+    };
+    assert_eq!(status(http.get(server.url(&feed)).send().await), 401);
+    let as_stranger = http.get(server.url(&feed)).with_key(&stranger).send().await;
+    assert_eq!(status(as_stranger), 404, "another user's session");
+    let unknown = "/api/v1/speaker/stream/no-such-session/events";
+    assert_eq!(
+        status(http.get(server.url(unknown)).with_key(&user).send().await),
+        404
+    );
+
+    let (sse, ws) = watch_both(&server, &feed, &user.key).await;
+    let sent = session.send_audio(&audio.s16le(), ODD_FRAME_BYTES).await;
+    assert_eq!(sent, audio.s16le().len(), "{}", session.summary());
+    let completed = session.end().await;
+    for (what, watcher) in [("SSE", sse), ("WebSocket feed", ws)] {
+        let messages = tokio::time::timeout(MESSAGE_TIMEOUT, watcher)
+            .await
+            .unwrap_or_else(|_| panic!("the {what} closes after completed"))
+            .expect("the watcher task");
+        check_feed(what, &messages, &session_id, &completed);
+        let spoken = |messages: &[Value]| {
+            messages
+                .iter()
+                .filter(|m| m["type"] == "speaker" && m["final"] == true)
+                .count()
+        };
+        assert_eq!(
+            spoken(&messages),
+            spoken(&session.received),
+            "{what} sees every final event the client saw"
+        );
+    }
 }

@@ -19,19 +19,18 @@ use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket};
 use axum::extract::{Query, State, WebSocketUpgrade};
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::{Extension, Json};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
 use crate::live::{LiveError, Session, SpecError, StreamSpec};
 use crate::server::AppState;
-use crate::server::auth::Caller;
+use crate::server::auth::{Caller, QueryCredentials, live_caller};
 use crate::server::error::ApiError;
 use messages::{ClientMessage, Failure, Outgoing, close};
 
@@ -43,12 +42,6 @@ const CLOSE_HANDSHAKE: Duration = Duration::from_secs(5);
 
 /// The route template, as rate-limit buckets name it.
 const ROUTE: &str = "GET /api/v1/speaker/stream";
-
-#[derive(Debug, Deserialize)]
-pub struct StreamQuery {
-    api_key: Option<String>,
-    token: Option<String>,
-}
 
 /// `POST /api/v1/speaker/stream/token`: a single-use token for `?token=`.
 pub async fn token(
@@ -68,7 +61,7 @@ pub async fn token(
 /// `GET /api/v1/speaker/stream`: upgrades, then speaks the stream protocol.
 pub async fn connect(
     State(state): State<AppState>,
-    Query(query): Query<StreamQuery>,
+    Query(query): Query<QueryCredentials>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
@@ -86,7 +79,7 @@ pub async fn connect(
         .on_upgrade(move |socket| run(socket, state, headers, query))
 }
 
-async fn run(socket: WebSocket, state: AppState, headers: HeaderMap, query: StreamQuery) {
+async fn run(socket: WebSocket, state: AppState, headers: HeaderMap, query: QueryCredentials) {
     let (sink, mut incoming) = socket.split();
     let (out, outgoing) = mpsc::channel(OUTGOING_CAPACITY);
     let writer = tokio::spawn(write(sink, outgoing));
@@ -130,7 +123,7 @@ enum Ending {
 async fn converse(
     state: &AppState,
     headers: &HeaderMap,
-    query: &StreamQuery,
+    query: &QueryCredentials,
     incoming: &mut SplitStream<WebSocket>,
     out: mpsc::Sender<Outgoing>,
 ) {
@@ -145,14 +138,7 @@ async fn converse(
         }
     };
     let job = session.job_id();
-    let _ = out
-        .send(Outgoing::Ready {
-            session_id: session.session_id().to_owned(),
-            job_id: job,
-            latency_ms: session.latency_ms(),
-            step_ms: session.step_ms(),
-        })
-        .await;
+    let _ = out.send(Outgoing::Event(session.ready())).await;
     let (ending, session) = stream(state, incoming, session).await;
     let reason = match &ending {
         Ending::End => "completed",
@@ -191,13 +177,13 @@ async fn converse(
 async fn open(
     state: &AppState,
     headers: &HeaderMap,
-    query: &StreamQuery,
+    query: &QueryCredentials,
     incoming: &mut SplitStream<WebSocket>,
     out: &mpsc::Sender<Outgoing>,
 ) -> Result<Option<Session<Outgoing>>, Failure> {
-    let caller = authenticate(state, headers, query)
+    let caller = live_caller(state, headers, query)
         .await
-        .map_err(|message| Failure::new("unauthorized", message, close::POLICY))?;
+        .map_err(|e| Failure::new("unauthorized", e.detail, close::POLICY))?;
     if state
         .limits
         .check(&format!("{} {ROUTE}", caller.identity))
@@ -336,34 +322,6 @@ async fn stream(
         }
     };
     (ending, session)
-}
-
-/// `X-API-Key` or Bearer headers, else `?api_key=`, else a stream `?token=`.
-async fn authenticate(
-    state: &AppState,
-    headers: &HeaderMap,
-    query: &StreamQuery,
-) -> Result<Caller, String> {
-    let has_headers = headers.contains_key("x-api-key") || headers.contains_key("authorization");
-    if !has_headers {
-        if let Some(key) = &query.api_key {
-            let mut from_query = HeaderMap::new();
-            let value = HeaderValue::from_str(key).map_err(|_| "Invalid API key".to_owned())?;
-            from_query.insert("x-api-key", value);
-            return state
-                .auth
-                .authenticate(&from_query)
-                .await
-                .map_err(|e| e.detail);
-        }
-        if let Some(token) = &query.token {
-            return state
-                .stream_tokens
-                .redeem(token)
-                .ok_or_else(|| "Invalid, used or expired stream token".to_owned());
-        }
-    }
-    state.auth.authenticate(headers).await.map_err(|e| e.detail)
 }
 
 fn bad_start(error: &SpecError) -> Failure {

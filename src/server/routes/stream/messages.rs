@@ -2,10 +2,10 @@
 
 use axum::extract::ws::{CloseFrame, Message};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::engine::LiveEvent;
 use crate::live::{Event, StartFields};
+use crate::server::event_json::event_json;
 
 /// Close codes (RFC 6455 §7.4 and the application range).
 pub mod close {
@@ -51,12 +51,6 @@ impl Failure {
 /// Everything the server sends, in order, through the connection's writer.
 #[derive(Debug)]
 pub enum Outgoing {
-    Ready {
-        session_id: String,
-        job_id: i64,
-        latency_ms: u64,
-        step_ms: u64,
-    },
     Event(Event),
     /// An error frame, then the close.
     Failure(Failure),
@@ -73,16 +67,6 @@ impl Outgoing {
     /// connection after it, if any.
     pub fn into_frames(self) -> (Message, Option<Message>) {
         let (body, close) = match self {
-            Self::Ready {
-                session_id,
-                job_id,
-                latency_ms,
-                step_ms,
-            } => (
-                json!({ "type": "ready", "session_id": session_id, "job_id": job_id,
-                        "latency_ms": latency_ms, "step_ms": step_ms }),
-                None,
-            ),
             Self::Event(event) => {
                 // The job is done: nothing follows `completed`.
                 let close = matches!(event, Event::Completed(_)).then_some(close::NORMAL);
@@ -101,52 +85,6 @@ impl Outgoing {
         });
         (Message::Text(body.to_string().into()), close)
     }
-}
-
-fn event_json(event: Event) -> Value {
-    match event {
-        Event::Diarizer(LiveEvent::Speaker {
-            speaker,
-            start_seconds,
-            end_seconds,
-            is_final,
-            confidence,
-        }) => json!({
-            "type": "speaker",
-            "speaker": speaker.label(),
-            "start": round_ms(start_seconds),
-            "end": end_seconds.map(round_ms),
-            "final": is_final,
-            "confidence": round_ms(f64::from(confidence)),
-        }),
-        Event::Diarizer(LiveEvent::Relabel { from, to }) => {
-            json!({ "type": "relabel", "from": from.label(), "to": to.label() })
-        }
-        Event::Usage {
-            audio_seconds,
-            credits,
-        } => {
-            json!({ "type": "usage", "audio_seconds": round_ms(audio_seconds), "credits": credits })
-        }
-        Event::Behind => json!({
-            "type": "warning",
-            "code": "behind",
-            "message": "Audio arrives faster than it is analysed; reading pauses until the buffer drains",
-        }),
-        Event::Completed(done) => json!({
-            "type": "completed",
-            "job_id": done.job_id,
-            "rttm": done.rttm,
-            "speakers": done.speakers,
-            "duration_seconds": done.duration_seconds,
-            "credits_used": done.credits_used,
-        }),
-    }
-}
-
-/// Seconds (or a score) to three decimals.
-fn round_ms(value: f64) -> f64 {
-    (value * 1000.0).round() / 1000.0
 }
 
 #[cfg(test)]

@@ -1,0 +1,112 @@
+//! `GET /api/v1/speaker/stream/{session_id}/events`: follow one of your own
+//! running sessions, whatever carries its audio, as a WebSocket or as
+//! Server-Sent Events.
+//!
+//! The feed starts with the session's `ready`, carries every event after it,
+//! ends with `completed`, then closes. SSE events are unnamed, so
+//! `EventSource.onmessage` sees them all. A watcher too slow to keep up skips
+//! events and is told how many with a `lagged` warning.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{self, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::{Stream, StreamExt, stream};
+use serde_json::{Value, json};
+use tokio::sync::broadcast::{self, error::RecvError};
+
+use crate::live::Event;
+use crate::server::AppState;
+use crate::server::auth::{QueryCredentials, live_caller};
+use crate::server::error::ApiError;
+use crate::server::event_json::event_json;
+
+const ROUTE: &str = "GET /api/v1/speaker/stream/{session_id}/events";
+const SSE_KEEPALIVE: Duration = Duration::from_secs(15);
+
+pub async fn watch(
+    State(state): State<AppState>,
+    Path(session_id): Path<String>,
+    Query(query): Query<QueryCredentials>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let caller = live_caller(&state, &headers, &query).await?;
+    state
+        .limits
+        .check(&format!("{} {ROUTE}", caller.identity))
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Rate limit exceeded. Try again later.",
+            )
+        })?;
+    let (ready, events) = state
+        .live
+        .watchers()
+        .watch(&session_id, &caller.user_id)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "Session not found, not running, or access denied",
+            )
+        })?;
+    let feed = feed(ready, events);
+    Ok(match upgrade.ok() {
+        Some(upgrade) => upgrade
+            .on_upgrade(|socket| send_over_socket(socket, feed))
+            .into_response(),
+        None => {
+            let messages = feed.map(|message| Ok::<_, Infallible>(sse_event(&message)));
+            Sse::new(messages)
+                .keep_alive(KeepAlive::new().interval(SSE_KEEPALIVE))
+                .into_response()
+        }
+    })
+}
+
+/// The session's messages from `ready` on, until its feed closes.
+fn feed(ready: Event, events: broadcast::Receiver<Event>) -> impl Stream<Item = Value> + Send {
+    let rest = stream::unfold(events, |mut events| async move {
+        let message = match events.recv().await {
+            Ok(event) => event_json(event),
+            Err(RecvError::Lagged(skipped)) => json!({
+                "type": "warning",
+                "code": "lagged",
+                "message": format!("{skipped} events were skipped: this watcher reads too slowly"),
+            }),
+            Err(RecvError::Closed) => return None,
+        };
+        Some((message, events))
+    });
+    stream::once(async move { event_json(ready) }).chain(rest)
+}
+
+fn sse_event(message: &Value) -> sse::Event {
+    sse::Event::default().data(message.to_string())
+}
+
+async fn send_over_socket(mut socket: WebSocket, feed: impl Stream<Item = Value> + Send) {
+    let mut feed = std::pin::pin!(feed);
+    loop {
+        tokio::select! {
+            message = feed.next() => {
+                let Some(message) = message else { break };
+                if socket.send(Message::Text(message.to_string().into())).await.is_err() {
+                    return;
+                }
+            }
+            // A watcher has nothing to say; anything but a close is ignored.
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    let _ = socket.send(Message::Close(None)).await;
+}
