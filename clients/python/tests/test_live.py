@@ -55,7 +55,7 @@ def test_stream_as_fast_as_possible(base_url: str, api_key: str, sample_path: Pa
 def test_real_time_events_arrive_while_streaming(
     base_url: str, api_key: str, sample_path: Path, tmp_path: Path
 ) -> None:
-    seconds = 8.0
+    seconds = 10.0
     excerpt = wav_excerpt(sample_path, tmp_path / "excerpt.wav", start=6.5, seconds=seconds)
     began = time.monotonic()
     arrivals = []
