@@ -50,6 +50,8 @@ def test_stream_as_fast_as_possible(base_url: str, api_key: str, sample_path: Pa
     assert completed["duration_seconds"] == pytest.approx(30.0, abs=0.1)
     job = client.get_job(completed["job_id"])
     assert job["status"] == "COMPLETED", job
+    streams = client.list_jobs(job_type="stream", limit=200)["items"]
+    assert completed["job_id"] in [item["id"] for item in streams]
 
 
 def test_real_time_events_arrive_while_streaming(

@@ -56,9 +56,12 @@ class Client:
     def get_job(self, job_id: int) -> dict[str, Any]:
         return self._request("GET", f"{JOB_PATH}/{job_id}")
 
-    def list_jobs(self, status: str | None = None, skip: int = 0, limit: int = 50) -> dict[str, Any]:
-        """One page, newest first: `{items, total, hasMore}`."""
-        params = {"skip": skip, "limit": limit, **({"status": status} if status else {})}
+    def list_jobs(
+        self, status: str | None = None, job_type: str | None = None, skip: int = 0, limit: int = 50
+    ) -> dict[str, Any]:
+        """One page, newest first: `{items, total, hasMore}`; job_type is extraction,
+        diarization or stream."""
+        params = {"status": status, "job_type": job_type, "skip": skip, "limit": limit}
         return self._request("GET", JOB_PATH, params=params)
 
     def delete_job(self, job_id: int) -> None:
