@@ -30,8 +30,10 @@ PYTHON="${PYTHON:-python3}"
 # onnxruntime lets scripts/bench_offline.sh time the bare models as a calibration.
 # pytest, requests and the official AudioPod SDK run the API compatibility tests (tests/sdk);
 # moto's S3 server stands in for S3-compatible storage in tests/api/storage.rs.
+# websockets is the Python client's (clients/python) live-streaming dependency; its tests
+# import the client from its source (PYTHONPATH), so the client itself is not installed.
 SCORER_PKGS=(pyannote.metrics==4.0.0 pyannote.core==6.1.0 numpy==2.4.6 scipy==1.17.1 soundfile==0.14.0 onnxruntime==1.31.1
-             pytest==9.2.0 requests==2.34.2 audiopod==2.12.0 "moto[server]==5.2.5")
+             pytest==9.2.0 requests==2.34.2 audiopod==2.12.0 "moto[server]==5.2.5" websockets==17.4)
 
 DO_APT=1
 DO_BUILD=1
@@ -122,7 +124,7 @@ for spec in sys.argv[1:]:
     name, want = spec.split("==")
     if version(name.split("[")[0]) != want:
         sys.exit(1)
-import pyannote.metrics, pyannote.core, numpy, scipy, soundfile, pytest, requests, audiopod, moto  # noqa: E401,F401
+import pyannote.metrics, pyannote.core, numpy, scipy, soundfile, pytest, requests, audiopod, moto, websockets.sync.client  # noqa: E401,F401
 EOF
 }
 

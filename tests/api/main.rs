@@ -16,6 +16,7 @@ mod durability;
 mod errors;
 mod jobs;
 mod ops;
+mod python_client;
 mod sdk;
 mod storage;
 mod stream;
