@@ -1,5 +1,6 @@
 //! Live diarization: a stream of audio in, speaker events out, and at the end
-//! the same job a batch extraction makes. Nothing here knows WebSockets.
+//! the same job a batch extraction makes. Nothing here knows WebSockets or
+//! WebRTC.
 //!
 //! ```text
 //! transport ─frames─▶ Session ─▶ decode (pcm/opus) ─▶ credits ─▶ buffer (bounded, seconds)
@@ -7,6 +8,7 @@
 //!   analysis thread ◀─────────────────────────────────────────────────┘
 //!     ├─▶ spool (disk, stream's rate and channels)
 //!     └─▶ downmix + resample 16 kHz ─▶ OnlineRun ─▶ events ─▶ transport
+//!                                                          └─▶ watchers (any feed of the owner's)
 //! end / disconnect / timeout / shutdown ─▶ finish ─▶ finalize (tracks from the spool,
 //!                                          RTTM, result.json) ─▶ job COMPLETED
 //! ```

@@ -1,6 +1,6 @@
 //! The OpenAPI 3.1 description of the API, served at `/openapi.json`. The
-//! live WebSocket is described in prose (OpenAPI has no WebSocket model);
-//! the README's "Live streaming" section is its full protocol.
+//! live WebSocket and WHIP are described in prose (OpenAPI has no WebSocket
+//! or WebRTC model); the README's "Live streaming" section is the protocol.
 
 use serde_json::{Value, json};
 
@@ -96,6 +96,41 @@ pub fn document() -> Value {
                 ],
                 "responses": { "101": { "description": "Switching to the WebSocket protocol" } },
             } },
+            "/api/v1/speaker/stream/{session_id}/events": { "get": {
+                "summary": "Follow one of your running sessions: WebSocket on upgrade, else Server-Sent Events",
+                "description": "ready, then every event of the session (speaker, relabel, usage, warning), then completed; then the feed closes. Accepts ?api_key= and ?token= for EventSource.",
+                "parameters": [
+                    { "name": "session_id", "in": "path", "required": true, "schema": { "type": "string" } },
+                    { "name": "api_key", "in": "query", "schema": { "type": "string" } },
+                    { "name": "token", "in": "query", "schema": { "type": "string" } }
+                ],
+                "responses": with(errors(&["401", "404", "429"]), "200", json!({ "description": "The feed", "content": { "text/event-stream": {} } })),
+            } },
+            "/api/v1/speaker/whip": { "post": {
+                "summary": "WebRTC ingest (WHIP, RFC 9725): an SDP offer with one Opus audio track",
+                "parameters": [
+                    { "name": "num_speakers", "in": "query", "schema": { "type": "integer", "minimum": 1 } },
+                    { "name": "max_speakers", "in": "query", "schema": { "type": "integer", "minimum": 1 } },
+                    { "name": "latency_ms", "in": "query", "schema": { "type": "integer", "minimum": 500, "maximum": 5000 } },
+                    { "name": "extract", "in": "query", "schema": { "type": "boolean" } },
+                    { "name": "name", "in": "query", "schema": { "type": "string" } }
+                ],
+                "requestBody": { "required": true, "content": { "application/sdp": { "schema": { "type": "string" } } } },
+                "responses": with(errors(&["400", "401", "402", "429"]), "201", json!({ "description": "The SDP answer; Location is the session", "content": { "application/sdp": { "schema": { "type": "string" } } } })),
+            } },
+            "/api/v1/speaker/whip/{session_id}": {
+                "patch": {
+                    "summary": "Trickle ICE candidates",
+                    "parameters": [{ "name": "session_id", "in": "path", "required": true, "schema": { "type": "string" } }],
+                    "requestBody": { "required": true, "content": { "application/trickle-ice-sdpfrag": { "schema": { "type": "string" } } } },
+                    "responses": with(errors(&["400", "401", "404"]), "204", json!({ "description": "Candidates added" })),
+                },
+                "delete": {
+                    "summary": "End the session; the answer is its completed message",
+                    "parameters": [{ "name": "session_id", "in": "path", "required": true, "schema": { "type": "string" } }],
+                    "responses": with(errors(&["401", "404"]), "200", json!({ "description": "The completed message" })),
+                },
+            },
             "/api/v1/speaker/stream/token": { "post": {
                 "summary": "A single-use token for opening a stream with ?token= (browsers cannot set headers)",
                 "responses": with(errors(&["401", "429"]), "200", json!({ "description": "The token", "content": { "application/json": { "schema": { "type": "object", "required": ["token", "expires_in"], "properties": { "token": { "type": "string" }, "expires_in": { "type": "integer", "description": "seconds" } } } } } })),
