@@ -20,3 +20,4 @@ mod sdk;
 mod storage;
 mod stream;
 mod url_ingest;
+mod web;
