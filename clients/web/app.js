@@ -397,7 +397,7 @@ function setLiveState(state, text) {
   $("live").dataset.state = state;
   $("live-status").textContent = text;
   $("live-start").disabled = !["idle", "finished", "error"].includes(state);
-  $("live-stop").disabled = !["connecting", "live"].includes(state);
+  $("live-stop").disabled = state !== "live";
 }
 
 function setTransport(transport, note = "") {
