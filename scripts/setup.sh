@@ -5,7 +5,8 @@
 #
 # Idempotent: a second run only checks and finishes in seconds.
 #   1. Debian packages the build and tests need: cmake (the opus crate builds libopus),
-#      a C compiler, pkg-config, ffmpeg (fallback decoder, test fixtures), python3-venv
+#      a C compiler, pkg-config, ffmpeg (fallback decoder, test fixtures), chromium
+#      (headless, for the browser page tests), python3-venv
 #      (only for Debian's own python3). Installed with apt-get only when missing.
 #   2. Python venv .venv with the DER scorer's pinned deps (../shared/tools/der.py).
 #   3. ONNX Runtime 1.31.1 shared library, taken from the PyPI wheel, into
@@ -32,8 +33,9 @@ PYTHON="${PYTHON:-python3}"
 # moto's S3 server stands in for S3-compatible storage in tests/api/storage.rs.
 # websockets is the Python client's (clients/python) live-streaming dependency; its tests
 # import the client from its source (PYTHONPATH), so the client itself is not installed.
+# Playwright drives Debian's chromium (never a browser of its own) in the page tests (tests/web).
 SCORER_PKGS=(pyannote.metrics==4.0.0 pyannote.core==6.1.0 numpy==2.4.6 scipy==1.17.1 soundfile==0.14.0 onnxruntime==1.31.1
-             pytest==9.2.0 requests==2.34.2 audiopod==2.12.0 "moto[server]==5.2.5" websockets==17.4)
+             pytest==9.2.0 requests==2.34.2 audiopod==2.12.0 "moto[server]==5.2.5" websockets==17.4 playwright==1.65.2)
 
 DO_APT=1
 DO_BUILD=1
@@ -83,12 +85,13 @@ want_pkg() { pkg_installed "$1" || missing+=("$1"); }
 want_pkg cmake
 want_pkg pkg-config
 want_pkg ffmpeg
+want_pkg chromium   # headless, for the browser page tests (tests/web)
 command -v cc >/dev/null 2>&1 || want_pkg gcc
 command -v "$PYTHON" >/dev/null 2>&1 || want_pkg python3
 if needs_debian_venv_pkg; then want_pkg python3-venv; fi
 
 if [ "${#missing[@]}" -eq 0 ]; then
-    note "apt: nothing to install (cmake, pkg-config, ffmpeg, C compiler present)"
+    note "apt: nothing to install (cmake, pkg-config, ffmpeg, chromium, C compiler present)"
 elif [ "$DO_APT" -eq 0 ]; then
     die "missing Debian packages: ${missing[*]} (--no-apt given). Install them with:
     apt-get update && apt-get install -y --no-install-recommends ${missing[*]}"
@@ -124,7 +127,7 @@ for spec in sys.argv[1:]:
     name, want = spec.split("==")
     if version(name.split("[")[0]) != want:
         sys.exit(1)
-import pyannote.metrics, pyannote.core, numpy, scipy, soundfile, pytest, requests, audiopod, moto, websockets.sync.client  # noqa: E401,F401
+import pyannote.metrics, pyannote.core, numpy, scipy, soundfile, pytest, requests, audiopod, moto, websockets.sync.client, playwright.sync_api  # noqa: E401,F401
 EOF
 }
 

@@ -7,6 +7,7 @@ mod stream;
 mod submit;
 mod system;
 mod view;
+mod web;
 pub mod whip;
 
 use axum::Router;
@@ -64,4 +65,6 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/readyz", get(system::readyz))
         .route("/metrics", get(system::metrics))
         .route("/openapi.json", get(system::openapi))
+        // The browser page: it asks for a key and calls the API like any client.
+        .merge(web::routes())
 }

@@ -21,4 +21,5 @@ mod sdk;
 mod storage;
 mod stream;
 mod url_ingest;
+mod web;
 mod whip;
