@@ -8,6 +8,7 @@ mod audio;
 mod checks;
 mod client;
 mod media;
+mod pytest;
 mod server;
 
 mod auth;

@@ -624,8 +624,17 @@ async fn bad_offers_strangers_and_missing_auth_are_refused() {
 }
 
 #[tokio::test]
-async fn a_stream_token_starts_a_whip_session_and_the_same_bearer_ends_it() {
-    let server = Server::start(&[]);
+async fn a_stream_token_starts_a_whip_session_on_the_configured_ports_and_ice_servers() {
+    let server = Server::start(&[
+        "--webrtc-udp-ports",
+        "47100-47109",
+        "--ice-server",
+        "stun:127.0.0.1:3478,turn:127.0.0.1:3478?transport=udp",
+        "--ice-username",
+        "whip-user",
+        "--ice-credential",
+        "whip-secret",
+    ]);
     let user = server.create_user(PLENTY);
     let token = expect_json(
         reqwest::Client::new()
@@ -644,6 +653,43 @@ async fn a_stream_token_starts_a_whip_session_and_the_same_bearer_ends_it() {
     let (status, headers, answer) =
         post_offer(&server, Some(&token), "application/sdp", &client.offer).await;
     assert_eq!(status, 201, "{answer}");
+
+    // Host candidates on the configured interface (loopback here) and port range.
+    let ports: Vec<u16> = answer
+        .lines()
+        .filter(|line| line.starts_with("a=candidate:") && line.contains(" typ host"))
+        .map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!(
+                fields[4], "127.0.0.1",
+                "a host candidate off the interface: {line}"
+            );
+            fields[5].parse().expect("a candidate port")
+        })
+        .collect();
+    assert!(
+        !ports.is_empty(),
+        "the answer carries host candidates:\n{answer}"
+    );
+    assert!(
+        ports.iter().all(|port| (47_100..=47_109).contains(port)),
+        "candidate ports {ports:?} are outside --webrtc-udp-ports"
+    );
+    let links: Vec<&str> = headers
+        .get_all("link")
+        .iter()
+        .map(|value| value.to_str().expect("an ASCII Link"))
+        .collect();
+    assert_eq!(
+        links,
+        [
+            "<stun:127.0.0.1:3478>; rel=\"ice-server\"",
+            "<turn:127.0.0.1:3478?transport=udp>; rel=\"ice-server\"; username=\"whip-user\"; \
+             credential=\"whip-secret\"; credential-type=\"password\"",
+        ],
+        "one Link per ICE server, TURN with its credentials"
+    );
+
     client.answer(answer).await;
     let clip = Pcm::read(&project_dir().join("tests/data/sample.wav")).slice(6.0, 4.0);
     client.send(&clip.opus_packets()).await;
@@ -661,4 +707,39 @@ async fn a_stream_token_starts_a_whip_session_and_the_same_bearer_ends_it() {
     let (status, _, _) = post_offer(&server, Some(&token), "application/sdp", &client.offer).await;
     assert_eq!(status, 401, "a stream token works once");
     let _ = client.peer.close().await;
+}
+
+#[tokio::test]
+async fn a_peer_that_goes_away_still_finalizes_everything_it_sent() {
+    let server = Server::start(&[]);
+    let user = server.create_user(PLENTY);
+    let mut client = Client::new(true).await;
+    let (status, headers, answer) =
+        post_offer(&server, Some(&user.key), "application/sdp", &client.offer).await;
+    assert_eq!(status, 201, "{answer}");
+    let job_id: i64 = header(&headers, "x-job-id").parse().expect("a job id");
+    client.answer(answer).await;
+    let clip = Pcm::read(&project_dir().join("tests/data/sample.wav")).slice(6.0, 5.0);
+    let packets = clip.opus_packets();
+    client.send(&packets).await;
+    // No DELETE: the peer closes (a tab closed, a bot crashed).
+    client.peer.close().await.expect("close the client peer");
+
+    let job = server.wait_for_status(&user, job_id, "COMPLETED").await;
+    let seconds = job["result"]["duration_seconds"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("a duration: {job}"));
+    let sent = packets.len() as f64 * PACKET.as_secs_f64();
+    assert!(
+        (seconds - sent).abs() < 0.5,
+        "the job holds what was sent before the peer left: {seconds} s vs {sent} s"
+    );
+    let location = header(&headers, "location");
+    let gone = reqwest::Client::new()
+        .delete(server.url(location))
+        .bearer_auth(&user.key)
+        .send()
+        .await
+        .expect("DELETE after the end");
+    assert_eq!(gone.status(), 404, "the session is over");
 }
