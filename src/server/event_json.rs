@@ -7,7 +7,7 @@ use crate::engine::LiveEvent;
 use crate::live::Event;
 
 /// The event's JSON message.
-pub fn event_json(event: Event) -> Value {
+pub fn event_json(event: &Event) -> Value {
     match event {
         Event::Ready {
             session_id,
@@ -25,10 +25,10 @@ pub fn event_json(event: Event) -> Value {
         }) => json!({
             "type": "speaker",
             "speaker": speaker.label(),
-            "start": round_ms(start_seconds),
+            "start": round_ms(*start_seconds),
             "end": end_seconds.map(round_ms),
             "final": is_final,
-            "confidence": round_ms(f64::from(confidence)),
+            "confidence": round_ms(f64::from(*confidence)),
         }),
         Event::Diarizer(LiveEvent::Relabel { from, to }) => {
             json!({ "type": "relabel", "from": from.label(), "to": to.label() })
@@ -37,7 +37,7 @@ pub fn event_json(event: Event) -> Value {
             audio_seconds,
             credits,
         } => {
-            json!({ "type": "usage", "audio_seconds": round_ms(audio_seconds), "credits": credits })
+            json!({ "type": "usage", "audio_seconds": round_ms(*audio_seconds), "credits": credits })
         }
         Event::Behind => json!({
             "type": "warning",

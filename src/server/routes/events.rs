@@ -74,7 +74,7 @@ pub async fn watch(
 fn feed(ready: Event, events: broadcast::Receiver<Event>) -> impl Stream<Item = Value> + Send {
     let rest = stream::unfold(events, |mut events| async move {
         let message = match events.recv().await {
-            Ok(event) => event_json(event),
+            Ok(event) => event_json(&event),
             Err(RecvError::Lagged(skipped)) => json!({
                 "type": "warning",
                 "code": "lagged",
@@ -84,7 +84,7 @@ fn feed(ready: Event, events: broadcast::Receiver<Event>) -> impl Stream<Item = 
         };
         Some((message, events))
     });
-    stream::once(async move { event_json(ready) }).chain(rest)
+    stream::once(async move { event_json(&ready) }).chain(rest)
 }
 
 fn sse_event(message: &Value) -> sse::Event {

@@ -23,15 +23,9 @@ const HTML: &str = "text/html; charset=utf-8";
 const JS: &str = "text/javascript; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
 
-static ASSETS: [Asset; 5] = [
+static ASSETS: [Asset; 4] = [
     Asset {
         path: "/",
-        file: "index.html",
-        content_type: HTML,
-        body: include_str!("../../../clients/web/index.html"),
-    },
-    Asset {
-        path: "/index.html",
         file: "index.html",
         content_type: HTML,
         body: include_str!("../../../clients/web/index.html"),

@@ -83,7 +83,7 @@ impl From<Event> for Outgoing {
 impl Outgoing {
     fn to_json(&self) -> Value {
         match self {
-            Self::Event(event) => event_json(event.clone()),
+            Self::Event(event) => event_json(event),
             Self::Error { code, message } => {
                 json!({ "type": "error", "code": code, "message": message })
             }
@@ -266,7 +266,7 @@ pub async fn delete(
     let (request, completed) = oneshot::channel();
     ends.send(request).await.map_err(|_| gone())?;
     match completed.await.map_err(|_| gone())? {
-        Ok(done) => Ok(Json(event_json(Event::Completed(Box::new(done))))),
+        Ok(done) => Ok(Json(event_json(&Event::Completed(Box::new(done))))),
         Err(e) => Err(ApiError::internal(e)),
     }
 }

@@ -70,7 +70,7 @@ impl Outgoing {
             Self::Event(event) => {
                 // The job is done: nothing follows `completed`.
                 let close = matches!(event, Event::Completed(_)).then_some(close::NORMAL);
-                (event_json(event), close)
+                (event_json(&event), close)
             }
             Self::Failure(failure) => (
                 json!({ "type": "error", "code": failure.code, "message": failure.message }),
