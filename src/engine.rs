@@ -23,10 +23,11 @@ mod online;
 mod pool;
 pub mod powerset;
 pub mod reconstruct;
+pub mod segment_batcher;
 pub mod segmentation;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 
 pub use model::ModelError;
@@ -36,6 +37,7 @@ pub use online::{LiveEvent, OnlineParams, OnlineRun};
 use crate::runtime;
 use embedding::Embedder;
 use pool::Pool;
+use segment_batcher::SegmentBatcher;
 use segmentation::Segmenter;
 
 /// How many speakers to find.
@@ -143,7 +145,8 @@ impl Default for DiarizationParams {
 pub struct EngineConfig {
     /// Folder holding the `.onnx` files; `None` searches the usual places.
     pub models_dir: Option<PathBuf>,
-    /// Worker threads per run, each with its own model sessions. Default 2.
+    /// Worker threads per offline run, each with its own model sessions, and
+    /// segmentation workers shared by all live runs. Default 2.
     pub threads: usize,
 }
 
@@ -157,13 +160,18 @@ impl Default for EngineConfig {
 }
 
 /// Loaded models, shared by all runs. Each worker thread checks out its own
-/// sessions, so runs in parallel never wait on one another's inference.
+/// sessions, so runs in parallel never wait on one another's inference; live
+/// runs, one window at a time, have their windows segmented in shared batches.
 pub struct Engine {
     segmenters: Pool<Segmenter>,
     embedders: Arc<Pool<Embedder>>,
     /// Background session loads; joined on drop, since ONNX Runtime must not
     /// be torn down at exit while a session is still loading.
     loaders: Vec<JoinHandle<()>>,
+    /// Segmentation for live runs, batched across them; started by the first
+    /// one, so offline use loads no extra sessions. Its drop joins its workers.
+    live_segmentation: OnceLock<SegmentBatcher>,
+    segmentation_path: PathBuf,
     threads: usize,
     params: DiarizationParams,
 }
@@ -192,6 +200,8 @@ impl Engine {
             segmenters,
             embedders,
             loaders,
+            live_segmentation: OnceLock::new(),
+            segmentation_path,
             threads,
             params: DiarizationParams::default(),
         })
@@ -214,7 +224,14 @@ impl Engine {
 
     /// A live run: push audio as it arrives, get turns `latency` after they happen.
     pub fn start_online(&self, params: OnlineParams) -> OnlineRun<'_> {
+        // The sessions load while the first window's audio arrives.
+        self.live_segmentation();
         OnlineRun::new(self, params)
+    }
+
+    fn live_segmentation(&self) -> &SegmentBatcher {
+        self.live_segmentation
+            .get_or_init(|| SegmentBatcher::start(self.segmentation_path.clone(), self.threads))
     }
 }
 

@@ -1,15 +1,20 @@
 //! The whole engine on real audio with the real models: accuracy on `sample.wav`,
 //! edge cases (silence, one speaker, very short input), speaker-count options,
-//! overlap, and streaming determinism.
+//! overlap, streaming determinism, and live runs' batched segmentation.
 //!
 //! Accuracy is scored with the small frame-based DER in `support/der.rs`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
 use whospoke::audio::{ANALYSIS_SAMPLE_RATE, read_analysis_audio};
-use whospoke::engine::{Engine, EngineConfig, SpeakerCount, SpeakerCountError};
+use whospoke::engine::segment_batcher::SegmentBatcher;
+use whospoke::engine::segmentation::{self, POWERSET_CLASSES, Segmenter, frames_for};
+use whospoke::engine::{
+    Engine, EngineConfig, ModelError, RunError, SpeakerCount, SpeakerCountError,
+};
 use whospoke::output::rttm::parse_rttm;
+use whospoke::runtime::model_path;
 use whospoke::{Diarization, SpeakerId};
 
 mod support;
@@ -409,4 +414,71 @@ fn block_size_does_not_change_the_result() {
         whole.num_speakers
     );
     assert_eq!(blocks, whole);
+}
+
+// ---------------------------------------------------------------------------
+// Batched segmentation (live runs).
+// ---------------------------------------------------------------------------
+
+fn segmentation_model() -> PathBuf {
+    model_path(None, segmentation::MODEL_FILE).expect("segmentation model file")
+}
+
+#[test]
+fn batched_windows_match_windows_alone() {
+    // Eight windows from as many threads, 5 s and 3 s ones interleaved.
+    let rate = ANALYSIS_SAMPLE_RATE as usize;
+    let windows: Vec<&[f32]> = (0..8)
+        .map(|i| {
+            let start = i * 2 * rate;
+            &SAMPLE[start..start + if i % 2 == 0 { 5 * rate } else { 3 * rate }]
+        })
+        .collect();
+    // The one worker is still loading its session when they arrive, so they
+    // wait together: one model call per length.
+    let batcher = SegmentBatcher::start(segmentation_model(), 1);
+    let batched: Vec<Vec<f32>> = std::thread::scope(|scope| {
+        let calls: Vec<_> = windows
+            .iter()
+            .map(|window| scope.spawn(|| batcher.segment(window).expect("segment")))
+            .collect();
+        calls
+            .into_iter()
+            .map(|call| call.join().expect("caller"))
+            .collect()
+    });
+    let mut alone = Segmenter::load(&segmentation_model(), 1).expect("load segmentation");
+    for (i, (window, batched)) in windows.iter().zip(&batched).enumerate() {
+        let single = alone.run(window, window.len()).expect("run").remove(0);
+        assert_eq!(batched.len(), frames_for(window.len()) * POWERSET_CLASSES);
+        let worst = single
+            .iter()
+            .zip(batched)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(worst <= 1e-4, "window {i}: log-probs differ by {worst}");
+    }
+}
+
+#[test]
+fn batched_segmentation_reports_errors() {
+    let batcher = SegmentBatcher::start(segmentation_model(), 1);
+    // Shorter than one frame: this caller gets the model's error, others go on.
+    let short = batcher.segment(&SAMPLE[..100]);
+    assert!(
+        matches!(short, Err(RunError::Model(ModelError::Shape { .. }))),
+        "{short:?}"
+    );
+    let window = batcher.segment(&SAMPLE[..80_000]).expect("segment");
+    assert_eq!(window.len(), frames_for(80_000) * POWERSET_CLASSES);
+
+    // Workers that cannot load their sessions fail callers instead of leaving them waiting.
+    let broken = SegmentBatcher::start(PathBuf::from("tests/data/missing.onnx"), 2);
+    for _ in 0..2 {
+        let result = broken.segment(&SAMPLE[..80_000]).err();
+        assert!(
+            matches!(result, Some(RunError::Model(ModelError::Load { .. }))),
+            "{result:?}"
+        );
+    }
 }

@@ -1,12 +1,14 @@
 //! The live diarizer on real audio with the real models: the events it sends
 //! agree with the diarization it ends with, finals wait for the latency and
-//! no longer, flushing makes everything final, and block sizes change nothing.
+//! no longer, flushing makes everything final, and neither block sizes nor
+//! concurrent runs (whose windows are segmented together) change anything.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::LazyLock;
 
 use whospoke::audio::{ANALYSIS_SAMPLE_RATE, read_analysis_audio};
+use whospoke::engine::segmentation::FRAME_STEP_SAMPLES;
 use whospoke::engine::{Engine, EngineConfig, LiveEvent, OnlineParams};
 use whospoke::output::rttm::parse_rttm;
 use whospoke::{Diarization, SpeakerId, Turn};
@@ -283,6 +285,41 @@ fn block_size_does_not_change_the_finals() {
     let odd = stream(&SAMPLE, params, 7_919);
     assert_eq!(small.diarization, odd.diarization);
     assert_eq!(final_turns(&small.events), final_turns(&odd.events));
+}
+
+#[test]
+fn concurrent_runs_match_runs_alone() {
+    // sample.wav from four starting points, wrapping around.
+    let inputs: Vec<Vec<f32>> = (0..4)
+        .map(|i| {
+            let (before, after) = SAMPLE.split_at(i * SAMPLE.len() / 4);
+            [after, before].concat()
+        })
+        .collect();
+    let params = OnlineParams::default();
+    let together: Vec<Diarization> = std::thread::scope(|scope| {
+        let runs: Vec<_> = inputs
+            .iter()
+            .map(|input| scope.spawn(move || stream(input, params, 1600).diarization))
+            .collect();
+        runs.into_iter()
+            .map(|run| run.join().expect("run"))
+            .collect()
+    });
+    let frame = FRAME_STEP_SAMPLES as f64 / RATE;
+    for (i, (input, together)) in inputs.iter().zip(&together).enumerate() {
+        let alone = stream(input, params, 1600).diarization;
+        assert_eq!(together.num_speakers, alone.num_speakers, "run {i}");
+        assert_eq!(together.turns.len(), alone.turns.len(), "run {i}");
+        for (a, b) in together.turns.iter().zip(&alone.turns) {
+            assert!(
+                a.speaker == b.speaker
+                    && (a.start_seconds - b.start_seconds).abs() <= frame
+                    && (a.end_seconds - b.end_seconds).abs() <= frame,
+                "run {i}: {a:?} together, {b:?} alone"
+            );
+        }
+    }
 }
 
 #[test]

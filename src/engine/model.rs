@@ -7,7 +7,7 @@ use ort::session::builder::GraphOptimizationLevel;
 
 use crate::runtime::{self, RuntimeError};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ModelError {
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
