@@ -5,8 +5,11 @@
 //! keeps its speaker without being embedded again. A voice is embedded when
 //! it appears (against the rolling centroids, see [`speakers`]) and then once
 //! per `refresh` of its clean speech, which both steadies its centroid and
-//! catches a voice that changed. Window activity is added to a frame
-//! [`timeline`]; a frame is decided once `latency` of audio follows it.
+//! catches a voice that changed. A local speaker that returns after a pause
+//! is a new voice (the model may reuse a slot for someone else), and every
+//! voice has a speaker before its first frame is decided. Window activity is
+//! added to a frame [`timeline`]; a frame is decided once `latency` of audio
+//! follows it.
 //! Memory holds one window of audio, a few seconds of speech per voice, the
 //! undecided frames and the centroids, whatever the stream's length.
 
@@ -100,6 +103,9 @@ struct Track {
     clean: Vec<f32>,
     /// Activity (frame, weight) heard before the voice had a speaker.
     pending: Vec<(usize, f32)>,
+    /// Global frame where the voice began: earlier activity of its local
+    /// speaker was someone else's.
+    since: i64,
 }
 
 pub struct OnlineRun<'e> {
@@ -179,6 +185,13 @@ impl<'e> OnlineRun<'e> {
     pub fn flush(&mut self) -> Result<Vec<LiveEvent>, RunError> {
         let mut events = Vec::new();
         self.step_remainder(&mut events)?;
+        // Every voice heard gets a speaker before everything is decided.
+        if let Some((start, activity)) = self.previous.take() {
+            let window: Vec<f32> = self.buffer.iter().copied().collect();
+            let placed = self.embed(&activity, &window, activity.len(), &mut events);
+            self.previous = Some((start, activity));
+            placed?;
+        }
         let end = self.timeline.end_frame();
         self.timeline.decide_until(end, &mut events);
         self.timeline.close_all(end, &mut events);
@@ -250,8 +263,12 @@ impl<'e> OnlineRun<'e> {
         }
 
         self.follow(start_frame, &activity);
+        self.split_returning_voices(start_frame, &mut activity);
         self.harvest(start_frame, &activity, &window);
-        self.embed(&activity, &window, events)?;
+        let decided = end_frame.saturating_sub(self.lookahead_frames);
+        // A voice must have a speaker before its first frames are decided.
+        let due = (decided as i64 - start_frame).clamp(0, activity.len() as i64) as usize;
+        self.embed(&activity, &window, due, events)?;
 
         let speakers: [Option<usize>; LOCAL_SPEAKERS] = std::array::from_fn(|s| {
             let track = self.tracks[s].as_ref()?;
@@ -260,8 +277,6 @@ impl<'e> OnlineRun<'e> {
         self.timeline.accumulate(start_frame, &activity, &speakers);
         self.remember_unassigned(start_frame, &activity);
         self.previous = Some((start_frame, activity));
-
-        let decided = end_frame.saturating_sub(self.lookahead_frames);
         self.timeline.decide_until(decided, events);
         Ok(())
     }
@@ -292,6 +307,37 @@ impl<'e> OnlineRun<'e> {
         }
     }
 
+    /// A local speaker that speaks again after a long pause may be another
+    /// person the model put in the same slot: its new speech starts a new
+    /// voice, identified afresh. Activity before a voice began is not its own.
+    fn split_returning_voices(&mut self, start_frame: i64, activity: &mut LocalActivity) {
+        let pause = (RETURN_PAUSE_SECONDS * f64::from(ANALYSIS_SAMPLE_RATE)
+            / FRAME_STEP_SAMPLES as f64) as usize;
+        for (s, slot) in self.tracks.iter_mut().enumerate() {
+            let Some(track) = slot else { continue };
+            let own = ((track.since - start_frame).max(0) as usize).min(activity.len());
+            let active: Vec<usize> = (own..activity.len()).filter(|&i| activity[i][s]).collect();
+            let resumed = active
+                .windows(2)
+                .rev()
+                .find(|w| w[1] - w[0] > pause)
+                .map(|w| w[1]);
+            let own = match resumed {
+                Some(i) => {
+                    *track = Track {
+                        since: start_frame + i as i64,
+                        ..Track::default()
+                    };
+                    i
+                }
+                _ => own,
+            };
+            for frame in activity.iter_mut().take(own) {
+                frame[s] = false;
+            }
+        }
+    }
+
     /// Keeps each voice's clean speech from the band of frames that has just
     /// become `HARVEST_DELAY` old, so every frame is kept once.
     fn harvest(&mut self, start_frame: i64, activity: &LocalActivity, window: &[f32]) {
@@ -317,24 +363,26 @@ impl<'e> OnlineRun<'e> {
         &mut self,
         activity: &LocalActivity,
         window: &[f32],
+        due: usize,
         events: &mut Vec<LiveEvent>,
     ) -> Result<(), RunError> {
         let refresh_samples =
             (self.params.refresh_seconds * f64::from(ANALYSIS_SAMPLE_RATE)) as usize;
-        let mut pieces: Vec<(usize, Vec<f32>, bool)> = Vec::new();
+        let mut pieces: Vec<(usize, Vec<f32>, bool, bool)> = Vec::new();
         for (s, slot) in self.tracks.iter_mut().enumerate() {
             let Some(track) = slot else { continue };
             if track.speaker.is_none() {
                 if let Some((speech, reliable)) =
                     embedding_audio(&self.engine.params, activity, s, window, window.len())
                 {
-                    pieces.push((s, speech, reliable));
+                    let due = activity[..due].iter().any(|f| f[s]);
+                    pieces.push((s, speech, reliable, due));
                 }
             } else if track.clean.len() >= refresh_samples {
                 // The latest speech only: a voice that changed shows at once.
                 let speech = track.clean.split_off(track.clean.len() - refresh_samples);
                 track.clean.clear();
-                pieces.push((s, speech, true));
+                pieces.push((s, speech, true, false));
             }
         }
         if pieces.is_empty() {
@@ -344,7 +392,7 @@ impl<'e> OnlineRun<'e> {
         let mut features = Vec::new();
         let mut candidates = Vec::new();
         let mut locals = Vec::new();
-        for (s, speech, reliable) in pieces {
+        for (s, speech, reliable, due) in pieces {
             features.clear();
             let frames = self.fbank.compute(&speech, &mut features);
             let embedding: Option<Embedding> = embedder
@@ -358,19 +406,25 @@ impl<'e> OnlineRun<'e> {
                     embedding,
                     reliable,
                     current: current.map(|k| self.speakers.resolve(k)),
+                    held: Vec::new(),
+                    due,
                 });
                 locals.push(s);
             }
         }
         drop(embedder);
-        // Voices heard in this window but not embedded now keep their speakers,
-        // and no other voice of the window may take them.
-        let held: Vec<usize> = (0..LOCAL_SPEAKERS)
-            .filter(|s| !locals.contains(s))
-            .filter_map(|s| self.tracks[s].as_ref()?.speaker)
-            .map(|k| self.speakers.resolve(k))
-            .collect();
-        let (chosen, changes) = self.speakers.assign(&candidates, &held);
+        // A voice heard at the same time as another voice of the window that
+        // keeps its speaker cannot be that speaker. Voices heard one after the
+        // other may be one person the model gave two local slots.
+        for (candidate, &s) in candidates.iter_mut().zip(&locals) {
+            candidate.held = (0..LOCAL_SPEAKERS)
+                .filter(|t| !locals.contains(t))
+                .filter(|&t| activity.iter().any(|f| f[s] && f[t]))
+                .filter_map(|t| self.tracks[t].as_ref()?.speaker)
+                .map(|k| self.speakers.resolve(k))
+                .collect();
+        }
+        let (chosen, changes) = self.speakers.assign(&candidates);
         for _ in 0..changes.new_speakers {
             self.timeline.add_speaker();
         }
@@ -417,6 +471,9 @@ impl<'e> OnlineRun<'e> {
         }
     }
 }
+
+/// A local speaker silent this long and then speaking again is heard as a new voice.
+const RETURN_PAUSE_SECONDS: f64 = 1.0;
 
 /// Voices sharing fewer active frames than this (0.2 s) are not the same voice.
 const MIN_SHARED_FRAMES: i64 = 12;

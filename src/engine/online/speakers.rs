@@ -16,6 +16,10 @@ pub(super) struct Candidate {
     pub reliable: bool,
     /// The speaker this voice was following, if any.
     pub current: Option<usize>,
+    /// Speakers this voice cannot be: other voices heard with it have them.
+    pub held: Vec<usize>,
+    /// Its first frames are about to be decided: it gets a speaker now.
+    pub due: bool,
 }
 
 pub(super) struct Speakers {
@@ -65,32 +69,26 @@ impl Speakers {
     }
 
     /// Assigns the voices of one window, all to different speakers (they were
-    /// heard apart) and none to a `held` speaker (another voice of the window
-    /// has it). A voice far from every speaker opens one; opened by a short
+    /// heard apart) and none to a speaker it `held` (a voice heard with it has
+    /// it). A voice far from every speaker opens one; opened by a short
     /// voice, it is tentative until a reliable embedding confirms it.
-    pub(super) fn assign(
-        &mut self,
-        candidates: &[Candidate],
-        held: &[usize],
-    ) -> (Vec<Option<usize>>, Changes) {
+    pub(super) fn assign(&mut self, candidates: &[Candidate]) -> (Vec<Option<usize>>, Changes) {
         let mut changes = Changes::default();
         let mut chosen = vec![None; candidates.len()];
         if candidates.is_empty() {
             return (chosen, changes);
         }
-        let live: Vec<usize> = self
-            .live()
-            .into_iter()
-            .filter(|k| !held.contains(k))
-            .collect();
+        let live = self.live();
         let centroids: Vec<Embedding> = live.iter().map(|&k| unit(&self.sums[k])).collect();
         // Columns: live speakers, then one "new speaker" slot per voice. A voice
         // already followed gets a small bonus to keep its speaker (hysteresis).
         const SCALE: f32 = 1e6;
         const KEEP_BONUS: f32 = 0.05;
+        const FORBIDDEN: f32 = 100.0;
         let weights = Matrix::from_fn(candidates.len(), live.len() + candidates.len(), |(r, c)| {
             let candidate = &candidates[r];
             let score = match centroids.get(c) {
+                Some(_) if candidate.held.contains(&live[c]) => -FORBIDDEN,
                 Some(centroid) => {
                     let bonus = if candidate.current == Some(live[c]) {
                         KEEP_BONUS
@@ -109,7 +107,7 @@ impl Speakers {
             let k = if c < live.len() {
                 // A short new voice only joins a speaker it clearly sounds like.
                 let near = distance(&candidate.embedding, &centroids[c]) < self.assign_distance;
-                if !candidate.reliable && !near && candidate.current.is_none() {
+                if !candidate.reliable && !near && candidate.current.is_none() && !candidate.due {
                     continue;
                 }
                 live[c]
@@ -121,10 +119,12 @@ impl Speakers {
                 self.sums.len() - 1
             } else {
                 // No room for another speaker: the nearest one takes the voice.
-                let nearest = (0..live.len()).min_by(|&a, &b| {
-                    distance(&candidate.embedding, &centroids[a])
-                        .total_cmp(&distance(&candidate.embedding, &centroids[b]))
-                });
+                let nearest = (0..live.len())
+                    .filter(|&n| !candidate.held.contains(&live[n]))
+                    .min_by(|&a, &b| {
+                        distance(&candidate.embedding, &centroids[a])
+                            .total_cmp(&distance(&candidate.embedding, &centroids[b]))
+                    });
                 match nearest {
                     Some(n) => live[n],
                     None => continue,
@@ -152,24 +152,32 @@ impl Speakers {
         (chosen, changes)
     }
 
-    /// At the end: every speaker never confirmed by a reliable embedding joins
-    /// its nearest confirmed speaker, as the offline clustering does with small clusters.
+    /// At the end: a speaker never confirmed by a reliable embedding joins its
+    /// nearest confirmed speaker, and one heard too little to stand alone joins
+    /// it when within `new_speaker_distance`, as the offline clustering does
+    /// with small clusters.
     pub(super) fn absorb_tentative(&mut self) -> Vec<(usize, usize)> {
-        let confirmed: Vec<usize> = self
-            .live()
-            .into_iter()
-            .filter(|&k| !self.is_tentative(k))
-            .collect();
+        let at_least = |n: u32| -> Vec<usize> {
+            self.live()
+                .into_iter()
+                .filter(|&k| self.reliable[k] >= n)
+                .collect()
+        };
+        let mut confirmed = at_least(MIN_FINAL_RELIABLE);
+        if confirmed.is_empty() {
+            confirmed = at_least(1);
+        }
         let mut merges = Vec::new();
         for k in self.live() {
-            if !self.is_tentative(k) {
+            if confirmed.contains(&k) {
                 continue;
             }
             let me = unit(&self.sums[k]);
             let nearest = confirmed.iter().copied().min_by(|&a, &b| {
                 distance(&me, &unit(&self.sums[a])).total_cmp(&distance(&me, &unit(&self.sums[b])))
             });
-            if let Some(to) = nearest {
+            let near = |to: usize| distance(&me, &unit(&self.sums[to])) < self.new_speaker_distance;
+            if let Some(to) = nearest.filter(|&to| self.is_tentative(k) || near(to)) {
                 self.absorb(k, to);
                 merges.push((k, to));
             }
@@ -213,6 +221,11 @@ impl Speakers {
         }
     }
 }
+
+/// A speaker needs this many reliable embeddings to stand on its own at the
+/// end; one heard less joins a speaker within `new_speaker_distance` of it,
+/// as the offline clustering drops clusters smaller than `min_cluster_size`.
+const MIN_FINAL_RELIABLE: u32 = 2;
 
 fn unit(v: &Embedding) -> Embedding {
     normalised(*v).unwrap_or([0.0; EMBEDDING_DIM])
