@@ -202,7 +202,8 @@ impl<'e> OnlineRun<'e> {
     /// labelled as the events were (after their relabels).
     pub fn finish(mut self) -> Result<(Vec<LiveEvent>, Diarization), RunError> {
         let mut events = self.flush()?;
-        for (from, to) in self.speakers.absorb_tentative() {
+        let talk_seconds = self.timeline.talk_seconds();
+        for (from, to) in self.speakers.absorb_tentative(&talk_seconds) {
             self.timeline.merge(from, to);
             events.push(LiveEvent::Relabel {
                 from: SpeakerId(from),

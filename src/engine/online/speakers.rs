@@ -153,19 +153,21 @@ impl Speakers {
     }
 
     /// At the end: a speaker never confirmed by a reliable embedding joins its
-    /// nearest confirmed speaker, and one heard too little to stand alone joins
-    /// it when within `new_speaker_distance`, as the offline clustering does
-    /// with small clusters.
-    pub(super) fn absorb_tentative(&mut self) -> Vec<(usize, usize)> {
-        let at_least = |n: u32| -> Vec<usize> {
-            self.live()
-                .into_iter()
-                .filter(|&k| self.reliable[k] >= n)
-                .collect()
+    /// nearest confirmed speaker, and one heard too little to stand alone
+    /// (`talk_seconds` per speaker) joins it when within `new_speaker_distance`,
+    /// as the offline clustering does with small clusters.
+    pub(super) fn absorb_tentative(&mut self, talk_seconds: &[f64]) -> Vec<(usize, usize)> {
+        let weak = |k: usize| {
+            self.reliable[k] < MIN_RELIABLE
+                && talk_seconds.get(k).copied().unwrap_or(0.0) < MIN_TALK_SECONDS
         };
-        let mut confirmed = at_least(MIN_FINAL_RELIABLE);
-        if confirmed.is_empty() {
-            confirmed = at_least(1);
+        let mut confirmed: Vec<usize> = self
+            .live()
+            .into_iter()
+            .filter(|&k| !self.is_tentative(k))
+            .collect();
+        if confirmed.iter().any(|&k| !weak(k)) {
+            confirmed.retain(|&k| !weak(k));
         }
         let mut merges = Vec::new();
         for k in self.live() {
@@ -222,10 +224,10 @@ impl Speakers {
     }
 }
 
-/// A speaker needs this many reliable embeddings to stand on its own at the
-/// end; one heard less joins a speaker within `new_speaker_distance` of it,
-/// as the offline clustering drops clusters smaller than `min_cluster_size`.
-const MIN_FINAL_RELIABLE: u32 = 2;
+/// At the end, a speaker with fewer reliable embeddings and less speech than
+/// these is too little heard to be told from a near speaker.
+const MIN_RELIABLE: u32 = 2;
+const MIN_TALK_SECONDS: f64 = 3.0;
 
 fn unit(v: &Embedding) -> Embedding {
     normalised(*v).unwrap_or([0.0; EMBEDDING_DIM])

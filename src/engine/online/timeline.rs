@@ -221,6 +221,15 @@ impl Timeline {
         }
     }
 
+    /// Seconds of closed turns of each speaker.
+    pub(super) fn talk_seconds(&self) -> Vec<f64> {
+        let mut seconds = vec![0.0; self.decider.open.len()];
+        for turn in &self.turns {
+            seconds[turn.speaker.0] += turn.end_seconds - turn.start_seconds;
+        }
+        seconds
+    }
+
     /// Every closed turn, in decision order.
     pub(super) fn into_turns(self) -> Vec<Turn> {
         self.turns
