@@ -1,5 +1,5 @@
 //! Concurrent live runs, each pushing audio as fast as it goes: CPU time per
-//! second of audio, and windows per segmentation call (live runs share them).
+//! second of audio.
 //!   cargo run --release --example online_throughput -- FILE [SECONDS [STREAMS...]]
 //! Defaults: the first 60 s of FILE; 1, 8 and 24 streams. Stream i starts
 //! i/N of the way into the audio and wraps around, so the streams differ.
@@ -7,12 +7,9 @@
 use std::path::Path;
 use std::time::Instant;
 
-use metrics_exporter_prometheus::PrometheusHandle;
 use whospoke::audio::{ANALYSIS_SAMPLE_RATE, read_analysis_audio};
 use whospoke::engine::{Engine, EngineConfig, OnlineParams};
 use whospoke::runtime;
-
-const BATCH_SIZE: &str = "whospoke_live_segmentation_batch_size";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -27,7 +24,6 @@ fn main() {
         }
         _ => vec![1, 8, 24],
     };
-    let metrics = whospoke::server::metrics::install().expect("metrics recorder");
     runtime::environment(None).expect("onnxruntime");
     let engine = Engine::load(&EngineConfig::default()).expect("engine");
     let rate = f64::from(ANALYSIS_SAMPLE_RATE);
@@ -42,9 +38,9 @@ fn main() {
     );
 
     println!("{file}, {audio_seconds:.1} s per stream");
-    println!("streams  wall s  x real time  CPU ms per audio s  mean batch");
+    println!("streams  wall s  x real time  CPU ms per audio s");
     for n in counts {
-        let (cpu, batches) = (cpu_seconds(), batch_totals(&metrics));
+        let cpu = cpu_seconds();
         let started = Instant::now();
         std::thread::scope(|scope| {
             for i in 0..n {
@@ -56,13 +52,11 @@ fn main() {
         });
         let wall = started.elapsed().as_secs_f64();
         let cpu = cpu_seconds() - cpu;
-        let (windows, calls) = batch_totals(&metrics);
         let total_audio = audio_seconds * n as f64;
         println!(
-            "{n:>7}  {wall:>6.1}  {:>11.1}  {:>18.1}  {:>10.2}",
+            "{n:>7}  {wall:>6.1}  {:>11.1}  {:>18.1}",
             total_audio / wall,
             cpu * 1000.0 / total_audio,
-            (windows - batches.0) / (calls - batches.1),
         );
     }
 }
@@ -85,16 +79,4 @@ fn cpu_seconds() -> f64 {
         .collect();
     let ticks = |i: usize| fields[i].parse::<f64>().expect("ticks");
     (ticks(11) + ticks(12)) / 100.0
-}
-
-/// Windows segmented and model calls made so far.
-fn batch_totals(metrics: &PrometheusHandle) -> (f64, f64) {
-    let text = metrics.render();
-    let value = |suffix: &str| {
-        let name = format!("{BATCH_SIZE}_{suffix} ");
-        text.lines()
-            .find_map(|line| line.strip_prefix(&name)?.parse().ok())
-            .unwrap_or(0.0)
-    };
-    (value("sum"), value("count"))
 }

@@ -23,7 +23,6 @@ mod online;
 mod pool;
 pub mod powerset;
 pub mod reconstruct;
-pub mod segment_batcher;
 pub mod segmentation;
 
 use std::path::PathBuf;
@@ -37,7 +36,6 @@ pub use online::{LiveEvent, OnlineParams, OnlineRun};
 use crate::runtime;
 use embedding::Embedder;
 use pool::Pool;
-use segment_batcher::SegmentBatcher;
 use segmentation::Segmenter;
 
 /// How many speakers to find.
@@ -146,7 +144,7 @@ pub struct EngineConfig {
     /// Folder holding the `.onnx` files; `None` searches the usual places.
     pub models_dir: Option<PathBuf>,
     /// Worker threads per offline run, each with its own model sessions, and
-    /// segmentation workers shared by all live runs. Default 2.
+    /// live segmentation sessions shared by all live runs. Default 2.
     pub threads: usize,
 }
 
@@ -161,17 +159,18 @@ impl Default for EngineConfig {
 
 /// Loaded models, shared by all runs. Each worker thread checks out its own
 /// sessions, so runs in parallel never wait on one another's inference; live
-/// runs, one window at a time, have their windows segmented in shared batches.
+/// runs take turns on their own segmentation sessions, one window at a time.
 pub struct Engine {
     segmenters: Pool<Segmenter>,
     embedders: Arc<Pool<Embedder>>,
     /// Background session loads; joined on drop, since ONNX Runtime must not
     /// be torn down at exit while a session is still loading.
     loaders: Vec<JoinHandle<()>>,
-    /// Segmentation for live runs, batched across them; started by the first
-    /// one, so offline use loads no extra sessions. Its drop joins its workers.
-    live_segmentation: OnceLock<SegmentBatcher>,
-    segmentation_path: PathBuf,
+    /// Segmentation sessions of the live runs' model (int8 LSTMs, see
+    /// [`segmentation::LIVE_MODEL_FILE`]); loaded by the first live run, so
+    /// offline use loads nothing more.
+    live_segmenters: OnceLock<Pool<Segmenter>>,
+    live_segmentation_path: PathBuf,
     threads: usize,
     params: DiarizationParams,
 }
@@ -181,6 +180,7 @@ impl Engine {
         let threads = config.threads.max(1);
         let dir = config.models_dir.as_deref();
         let segmentation_path = runtime::model_path(dir, segmentation::MODEL_FILE)?;
+        let live_segmentation_path = runtime::model_path(dir, segmentation::LIVE_MODEL_FILE)?;
         let embedding_path = runtime::model_path(dir, embedding::MODEL_FILE)?;
         let segmenters = Pool::empty();
         for _ in 0..threads {
@@ -200,8 +200,8 @@ impl Engine {
             segmenters,
             embedders,
             loaders,
-            live_segmentation: OnceLock::new(),
-            segmentation_path,
+            live_segmenters: OnceLock::new(),
+            live_segmentation_path,
             threads,
             params: DiarizationParams::default(),
         })
@@ -224,14 +224,21 @@ impl Engine {
 
     /// A live run: push audio as it arrives, get turns `latency` after they happen.
     pub fn start_online(&self, params: OnlineParams) -> OnlineRun<'_> {
-        // The sessions load while the first window's audio arrives.
-        self.live_segmentation();
+        // Loaded now rather than when the first window is due.
+        self.live_segmenters();
         OnlineRun::new(self, params)
     }
 
-    fn live_segmentation(&self) -> &SegmentBatcher {
-        self.live_segmentation
-            .get_or_init(|| SegmentBatcher::start(self.segmentation_path.clone(), self.threads))
+    /// One window at a time per call: int8 dynamic quantisation scales a
+    /// batch as a whole, so batched windows would depend on one another.
+    fn live_segmenters(&self) -> &Pool<Segmenter> {
+        self.live_segmenters.get_or_init(|| {
+            let pool = Pool::empty();
+            for _ in 0..self.threads {
+                pool.supply(Segmenter::load(&self.live_segmentation_path, 1));
+            }
+            pool
+        })
     }
 }
 

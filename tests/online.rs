@@ -1,7 +1,7 @@
 //! The live diarizer on real audio with the real models: the events it sends
 //! agree with the diarization it ends with, finals wait for the latency and
 //! no longer, flushing makes everything final, and neither block sizes nor
-//! concurrent runs (whose windows are segmented together) change anything.
+//! concurrent runs (sharing the model sessions) change anything.
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -27,7 +27,7 @@ use super::fbank::Fbank;
 use super::offline::{RunError, embedding_audio, normalised};
 use super::powerset::{self, LOCAL_SPEAKERS, LocalActivity};
 use super::reconstruct::FRAME_OFFSET_SAMPLES;
-use super::segmentation::FRAME_STEP_SAMPLES;
+use super::segmentation::{FRAME_STEP_SAMPLES, LIVE_MODEL_FILE};
 use crate::audio::ANALYSIS_SAMPLE_RATE;
 use crate::diarization::{Diarization, SpeakerId, Turn};
 use speakers::{Candidate, Speakers};
@@ -252,8 +252,14 @@ impl<'e> OnlineRun<'e> {
     /// its activity to the timeline and decides old frames.
     fn step(&mut self, events: &mut Vec<LiveEvent>) -> Result<(), RunError> {
         let window: Vec<f32> = self.buffer.iter().copied().collect();
-        let log_probs = self.engine.live_segmentation().segment(&window)?;
-        let mut activity = powerset::decode(&log_probs);
+        let log_probs = self
+            .engine
+            .live_segmenters()
+            .take(LIVE_MODEL_FILE)?
+            .run(&window, self.window_samples)?;
+        let Some(mut activity) = log_probs.first().map(|lp| powerset::decode(lp)) else {
+            return Ok(());
+        };
         let end_frame = self.total_samples / FRAME_STEP_SAMPLES;
         let start_frame = end_frame as i64 - activity.len() as i64;
         // Zero padding before the stream starts is not audio.

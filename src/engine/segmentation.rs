@@ -9,6 +9,10 @@ use super::model::{self, ModelError};
 
 /// The model's file name in the models folder.
 pub const MODEL_FILE: &str = "segmentation-3.0.onnx";
+/// The same model with int8 LSTM weights (`models/quantize_live.py`): live
+/// runs segment every half second, and this costs them a third less with the
+/// same accuracy.
+pub const LIVE_MODEL_FILE: &str = "segmentation-3.0-live.onnx";
 /// Samples in the 10 s window the model was trained on.
 pub const TRAINED_WINDOW_SAMPLES: usize = 160_000;
 /// Shortest input that yields a frame.

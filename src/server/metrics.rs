@@ -33,10 +33,6 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
             &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0],
         )?
         .set_buckets_for_metric(
-            Matcher::Full("whospoke_live_segmentation_batch_size".into()),
-            &[1.0, 2.0, 3.0, 4.0, 6.0, 8.0],
-        )?
-        .set_buckets_for_metric(
             Matcher::Full("whospoke_http_request_duration_seconds".into()),
             &[
                 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
