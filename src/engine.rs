@@ -184,7 +184,11 @@ impl Engine {
         let embedding_path = runtime::model_path(dir, embedding::MODEL_FILE)?;
         let segmenters = Pool::empty();
         for _ in 0..threads {
-            segmenters.supply(Ok(Segmenter::load(&segmentation_path, 1)?));
+            segmenters.supply(Ok(Segmenter::load(
+                &segmentation_path,
+                segmentation::MODEL_FILE,
+                1,
+            )?));
         }
         // CAM++ takes about a second per session to load; the first batch of
         // windows is decoded and segmented meanwhile, so start-up does not wait.
@@ -235,7 +239,11 @@ impl Engine {
         self.live_segmenters.get_or_init(|| {
             let pool = Pool::empty();
             for _ in 0..self.threads {
-                pool.supply(Segmenter::load(&self.live_segmentation_path, 1));
+                pool.supply(Segmenter::load(
+                    &self.live_segmentation_path,
+                    segmentation::LIVE_MODEL_FILE,
+                    1,
+                ));
             }
             pool
         })

@@ -21,7 +21,7 @@ pub const MODELS_DIR_ENV: &str = "WHOSPOKE_MODELS_DIR";
 /// The command that installs the runtime library into the project.
 pub const SETUP_COMMAND: &str = "scripts/setup.sh";
 
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     #[error(
         "ONNX Runtime library not found (looked in: {}). Run `{SETUP_COMMAND}` to install it, \

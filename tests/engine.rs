@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 
 use whospoke::audio::{ANALYSIS_SAMPLE_RATE, read_analysis_audio};
 use whospoke::engine::segmentation::{self, POWERSET_CLASSES, Segmenter, frames_for};
-use whospoke::engine::{Engine, EngineConfig, SpeakerCount, SpeakerCountError};
+use whospoke::engine::{Engine, EngineConfig, ModelError, SpeakerCount, SpeakerCountError};
 use whospoke::output::rttm::parse_rttm;
 use whospoke::runtime::model_path;
 use whospoke::{Diarization, SpeakerId};
@@ -419,7 +419,7 @@ fn block_size_does_not_change_the_result() {
 
 fn load_segmenter(file: &'static str) -> Segmenter {
     let path = model_path(None, file).expect("segmentation model file");
-    Segmenter::load(&path, 1).expect("load segmentation")
+    Segmenter::load(&path, file, 1).expect("load segmentation")
 }
 
 #[test]
@@ -446,6 +446,13 @@ fn live_model_decides_like_the_full_precision_one() {
     let agreement = same as f64 / frames as f64;
     println!("live model: same powerset class in {same} of {frames} frames");
     assert!(agreement >= 0.97, "only {agreement:.3} of frames agree");
+
+    // Its errors name the file that failed, not the fp32 one.
+    let short = live.run(&SAMPLE[..100], 100).err();
+    assert!(
+        matches!(short, Some(ModelError::Shape { model, .. }) if model == segmentation::LIVE_MODEL_FILE),
+        "{short:?}"
+    );
 }
 
 fn argmax(log_probs: &[f32]) -> usize {

@@ -309,7 +309,8 @@ fn campplus_embedding_of_3s_excerpt_matches_golden() {
 fn segmentation_matches_golden() {
     let golden = read_json(GOLDEN_SEGMENTATION);
     let path = model_path(None, segmentation::MODEL_FILE).expect("segmentation model file");
-    let mut segmenter = Segmenter::load(&path, 1).expect("load segmentation model");
+    let mut segmenter =
+        Segmenter::load(&path, segmentation::MODEL_FILE, 1).expect("load segmentation model");
     let wav = to_float(&wav_int16());
 
     // 10 s window: log-probs at the listed frames, argmax at every frame.

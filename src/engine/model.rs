@@ -7,7 +7,7 @@ use ort::session::builder::GraphOptimizationLevel;
 
 use crate::runtime::{self, RuntimeError};
 
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     #[error(transparent)]
     Runtime(#[from] RuntimeError),

@@ -38,12 +38,15 @@ pub fn frames_for(samples: usize) -> usize {
 
 pub struct Segmenter {
     session: Session,
+    /// The file it was loaded from ([`MODEL_FILE`] or [`LIVE_MODEL_FILE`]), for errors.
+    model: &'static str,
 }
 
 impl Segmenter {
-    pub fn load(path: &Path, threads: usize) -> Result<Self, ModelError> {
+    pub fn load(path: &Path, model: &'static str, threads: usize) -> Result<Self, ModelError> {
         Ok(Self {
             session: model::load(path, threads)?,
+            model,
         })
     }
 
@@ -57,23 +60,23 @@ impl Segmenter {
         let frames = frames_for(window_samples);
         if batch == 0 || frames == 0 || !windows.len().is_multiple_of(window_samples) {
             return Err(ModelError::Shape {
-                model: MODEL_FILE,
+                model: self.model,
                 detail: format!("{} samples is not a whole number of windows", windows.len()),
             });
         }
         let input = TensorRef::from_array_view(([batch, 1, window_samples], windows))
-            .map_err(|e| model::run_error(MODEL_FILE, e))?;
+            .map_err(|e| model::run_error(self.model, e))?;
         let outputs = self
             .session
             .run(ort::inputs!["waveform" => input])
-            .map_err(|e| model::run_error(MODEL_FILE, e))?;
+            .map_err(|e| model::run_error(self.model, e))?;
         let (shape, data) = outputs["log_probs"]
             .try_extract_tensor::<f32>()
-            .map_err(|e| model::run_error(MODEL_FILE, e))?;
+            .map_err(|e| model::run_error(self.model, e))?;
         let expected = [batch as i64, frames as i64, POWERSET_CLASSES as i64];
         if **shape != expected {
             return Err(ModelError::Shape {
-                model: MODEL_FILE,
+                model: self.model,
                 detail: format!("output shape {shape:?}, expected {expected:?}"),
             });
         }
