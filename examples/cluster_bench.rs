@@ -64,6 +64,7 @@ async fn claims(db: &Db, count: usize, workers: usize) {
             max_speakers: None,
             duration_seconds: Some(1.0),
             credits: 0,
+            webhook_url: None,
         };
         db.insert_job(&job).await.expect("insert");
     }

@@ -13,6 +13,7 @@ pub mod rate_limit;
 pub mod sessions;
 pub mod settings;
 pub mod stream_tokens;
+pub mod webhooks;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -24,7 +25,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 pub use accounts::{ApiKey, User};
-pub use jobs::{Job, JobFilter, JobStatus, JobType, Lease, NewJob, Retry};
+pub use jobs::{Cancel, Job, JobFilter, JobStatus, JobType, Lease, NewJob, Retry};
 pub use sessions::SessionRoute;
 
 /// File name of the database inside the data directory.

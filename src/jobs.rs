@@ -19,10 +19,10 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::audio;
-use crate::db::{Db, DbError, Job, JobType, Lease, NewJob, Retry};
+use crate::db::{Cancel, Db, DbError, Job, JobType, Lease, NewJob, Retry};
 use crate::engine::{SpeakerCount, SpeakerCountError};
 
-pub use fetch::{FetchError, FetchLimits};
+pub use fetch::{FetchError, FetchLimits, webhook_target};
 pub use files::{Files, FilesError};
 pub use result::JobResult;
 pub use worker::run_workers;
@@ -126,6 +126,10 @@ impl Jobs {
         &self.config.lease
     }
 
+    pub fn fetch_limits(&self) -> &FetchLimits {
+        &self.config.fetch
+    }
+
     /// Accepts a job: uploads are probed and charged now, URL jobs when downloaded.
     pub async fn submit(
         &self,
@@ -133,6 +137,7 @@ impl Jobs {
         job_type: JobType,
         source: Source,
         speakers: SpeakerOptions,
+        webhook_url: Option<String>,
     ) -> Result<Job, SubmitError> {
         let task_id = uuid::Uuid::new_v4().to_string();
         let mut job = NewJob {
@@ -147,6 +152,7 @@ impl Jobs {
             max_speakers: speakers.max,
             duration_seconds: None,
             credits: 0,
+            webhook_url,
         };
         let inserted = match source {
             Source::Url(url) => {
@@ -220,6 +226,19 @@ impl Jobs {
         let outcome = self.db.retry_job(user_id, id, &task_id).await?;
         if matches!(outcome, Retry::Requeued(_)) {
             self.wake.notify_waiters();
+        }
+        Ok(outcome)
+    }
+
+    /// Cancels a PENDING or PROCESSING job, refunding it; its worker stops
+    /// within a check interval and what it stored is removed.
+    pub async fn cancel(&self, user_id: &str, id: i64) -> Result<Cancel, SubmitError> {
+        let outcome = self.db.cancel_job(user_id, id).await?;
+        if let Cancel::Cancelled(job) = &outcome {
+            self.files
+                .delete_prefix(&format!("jobs/{}", job.id))
+                .await?;
+            tracing::info!(job = id, "job cancelled");
         }
         Ok(outcome)
     }

@@ -87,6 +87,8 @@ pub struct LiveConfig {
 pub enum LiveError {
     #[error("Insufficient credits to start a stream")]
     InsufficientCredits,
+    #[error("webhook_url: {0}")]
+    Webhook(crate::jobs::FetchError),
     #[error("Credits exhausted; the stream was finalized with the audio received")]
     CreditsExhausted,
     #[error("an audio frame does not decode: {0}")]
@@ -184,6 +186,11 @@ impl Live {
         events: mpsc::Sender<M>,
     ) -> Result<Session<M>, LiveError> {
         let decoder = input::InputDecoder::new(spec.format)?;
+        if let Some(url) = &spec.webhook_url {
+            crate::jobs::webhook_target(url, self.jobs.fetch_limits())
+                .await
+                .map_err(LiveError::Webhook)?;
+        }
         let new = NewJob {
             user_id: user_id.to_owned(),
             job_type: JobType::Stream,
@@ -196,6 +203,7 @@ impl Live {
             max_speakers: spec.max_speakers,
             duration_seconds: None,
             credits: 0,
+            webhook_url: spec.webhook_url.as_ref().map(ToString::to_string),
         };
         let db = self.jobs.db();
         let job = match db

@@ -18,6 +18,7 @@ pub mod rate_limit;
 pub mod routes;
 pub mod signing;
 pub mod stream_tokens;
+pub mod webhooks;
 pub mod webrtc;
 
 use std::path::PathBuf;

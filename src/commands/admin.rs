@@ -45,6 +45,14 @@ enum Command {
     },
     /// List users with their balances.
     ListUsers,
+    /// Print a user's webhook signing secret (made on first use), or a new one with --rotate.
+    WebhookSecret {
+        #[arg(long)]
+        user: String,
+        /// Replace the secret; the old one stops signing at once.
+        #[arg(long)]
+        rotate: bool,
+    },
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -91,6 +99,18 @@ async fn admin(args: Args) -> Result<(), String> {
         Command::GrantCredits { user, credits } => {
             let balance = db.grant_credits(&user, credits).await.map_err(err)?;
             print(args.json, &json!({ "user_id": user, "credits": balance }));
+        }
+        Command::WebhookSecret { user, rotate } => {
+            let secret = if rotate {
+                db.rotate_webhook_secret(&user).await
+            } else {
+                db.webhook_secret(&user).await
+            }
+            .map_err(err)?;
+            print(
+                args.json,
+                &json!({ "user_id": user, "webhook_secret": secret }),
+            );
         }
         Command::ListUsers => {
             let users = db.list_users().await.map_err(err)?;

@@ -24,6 +24,7 @@ use whospoke::server::rate_limit::RateLimits;
 use whospoke::server::routes::whip::Whip;
 use whospoke::server::signing::UrlSigner;
 use whospoke::server::stream_tokens::StreamTokens;
+use whospoke::server::webhooks::{self, WebhookConfig};
 use whospoke::server::webrtc::{IceServer, Peers, WebRtcConfig};
 use whospoke::server::{self, AppState, HttpConfig, metrics};
 
@@ -134,6 +135,9 @@ pub struct Args {
     /// another node can finalize it if this one dies.
     #[arg(long, env = "WHOSPOKE_LIVE_CHECKPOINT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     live_checkpoint_seconds: u64,
+    /// Wait after a failed webhook delivery, doubling with each attempt (at most an hour).
+    #[arg(long, env = "WHOSPOKE_WEBHOOK_RETRY_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(i64).range(1..))]
+    webhook_retry_seconds: i64,
     /// Lifetime of the single-use tokens of `POST /api/v1/speaker/stream/token`.
     #[arg(long, env = "WHOSPOKE_STREAM_TOKEN_TTL_SECONDS", default_value_t = 60)]
     stream_token_ttl_seconds: u64,
@@ -299,6 +303,13 @@ async fn serve(args: Args) -> Result<(), String> {
         ),
     };
 
+    tokio::spawn(webhooks::deliver(
+        state.clone(),
+        WebhookConfig {
+            first_backoff_seconds: args.webhook_retry_seconds,
+        },
+        shutdown.clone(),
+    ));
     tokio::spawn(wait_for_signal(shutdown.clone()));
     tokio::spawn(renew_leases(db.clone(), lease.clone(), shutdown.clone()));
     tokio::spawn(Arc::clone(&live).take_over_orphans(shutdown.clone()));

@@ -2,11 +2,15 @@
 //!
 //! ```text
 //! PENDING ──claim──▶ PROCESSING ──complete──▶ COMPLETED   (settle: refund reserved − used)
-//!    ▲                   │ └──────fail──────▶ FAILED      (refund all reserved)
+//!    ▲  │                │ └──────fail──────▶ FAILED      (refund all reserved)
+//!    │  └──cancel──┬─────┘──cancel──▶ CANCELLED            (refund all reserved)
 //!    └──requeue/restart──┘                      │
 //!    ▲                                          │
 //!    └────────────────retry (reserve again)─────┘
 //! ```
+//!
+//! Every end (COMPLETED, FAILED, CANCELLED) of a job with a `webhook_url`
+//! queues its webhook event in the same transaction (`db::webhooks`).
 //!
 //! A claim is a **lease**: the job is `locked_by` a node until `lease_until`,
 //! which the node renews while it runs the job ([`Db::renew_leases`]). A node
@@ -25,6 +29,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::accounts::ledger;
+use super::webhooks::queue_event;
 use super::{Backend, Db, DbError, now, unix_now};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,14 +38,16 @@ pub enum JobStatus {
     Processing,
     Completed,
     Failed,
+    Cancelled,
 }
 
 impl JobStatus {
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::Pending,
         Self::Processing,
         Self::Completed,
         Self::Failed,
+        Self::Cancelled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +56,7 @@ impl JobStatus {
             Self::Processing => "PROCESSING",
             Self::Completed => "COMPLETED",
             Self::Failed => "FAILED",
+            Self::Cancelled => "CANCELLED",
         }
     }
 
@@ -112,6 +120,8 @@ pub struct Job {
     pub completed_at: Option<String>,
     /// The node holding a PROCESSING job.
     pub locked_by: Option<String>,
+    /// Where the job's events are POSTed.
+    pub webhook_url: Option<String>,
 }
 
 /// Who claims jobs, and for how long a claim holds without renewal.
@@ -152,6 +162,7 @@ impl Job {
             updated_at: row.get("updated_at"),
             completed_at: row.get("completed_at"),
             locked_by: row.get("locked_by"),
+            webhook_url: row.get("webhook_url"),
         }
     }
 }
@@ -172,6 +183,17 @@ pub struct NewJob {
     pub duration_seconds: Option<f64>,
     /// Reserved from the balance in the same transaction that inserts the job.
     pub credits: i64,
+    pub webhook_url: Option<String>,
+}
+
+/// What a cancel did.
+#[derive(Debug)]
+pub enum Cancel {
+    Cancelled(Job),
+    /// Finished already, or a live stream (which its client ends).
+    NotCancellable(Job),
+    /// Not the user's job, or no such job.
+    NotFound,
 }
 
 /// What a retry did.
@@ -209,8 +231,8 @@ impl Db {
         let row = sqlx::query(
             "INSERT INTO jobs (user_id, job_type, status, task_id, filename, display_name, \
                 source_url, input_key, num_speakers, min_speakers, max_speakers, \
-                duration_seconds, credits_reserved, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+                duration_seconds, credits_reserved, webhook_url, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
              RETURNING *",
         )
         .bind(&job.user_id)
@@ -226,6 +248,7 @@ impl Db {
         .bind(job.max_speakers)
         .bind(job.duration_seconds)
         .bind(job.credits)
+        .bind(&job.webhook_url)
         .bind(&stamp)
         .bind(&stamp)
         .fetch_one(&mut *tx)
@@ -247,11 +270,13 @@ impl Db {
 
     /// Records a job that failed before it could be queued (an undecodable upload).
     pub async fn insert_failed_job(&self, job: &NewJob, error: &str) -> Result<Job, DbError> {
+        let mut tx = self.pool.begin().await?;
         let stamp = now();
         let row = sqlx::query(
             "INSERT INTO jobs (user_id, job_type, status, task_id, filename, display_name, \
-                source_url, error_message, attempts, created_at, updated_at, completed_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10, $11) RETURNING *",
+                source_url, error_message, attempts, webhook_url, created_at, updated_at, \
+                completed_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10, $11, $12) RETURNING *",
         )
         .bind(&job.user_id)
         .bind(job.job_type.as_str())
@@ -261,12 +286,16 @@ impl Db {
         .bind(display_name(&job.filename))
         .bind(&job.source_url)
         .bind(error)
+        .bind(&job.webhook_url)
         .bind(&stamp)
         .bind(&stamp)
         .bind(&stamp)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
-        Ok(Job::from_row(&row))
+        let failed = Job::from_row(&row);
+        queue_event(&mut tx, &failed, JobStatus::Failed, Some(error)).await?;
+        tx.commit().await?;
+        Ok(failed)
     }
 
     /// The user's job, or `None` when it does not exist or is someone else's.
@@ -476,6 +505,7 @@ impl Db {
         };
         let refund = row.get::<i64, _>("credits_reserved") - row.get::<i64, _>("credits_used");
         release(&mut tx, job, refund, "settle").await?;
+        queue_event(&mut tx, job, JobStatus::Completed, None).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -503,8 +533,47 @@ impl Db {
             return Ok(false);
         };
         release(&mut tx, job, row.get("credits_reserved"), "refund").await?;
+        queue_event(&mut tx, job, JobStatus::Failed, Some(error)).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Cancels one of the user's PENDING or PROCESSING batch jobs and refunds
+    /// what it holds; a worker running it notices ([`Db::holds`]) and stops.
+    pub async fn cancel_job(&self, user_id: &str, id: i64) -> Result<Cancel, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let stamp = now();
+        let row = sqlx::query(
+            "UPDATE jobs SET status = 'CANCELLED', error_message = 'Cancelled by the user', \
+                credits_used = 0, locked_by = NULL, lease_until = NULL, updated_at = $1, \
+                completed_at = $2 \
+             WHERE id = $3 AND user_id = $4 AND status IN ('PENDING', 'PROCESSING') \
+                AND job_type != 'stream' \
+             RETURNING *",
+        )
+        .bind(&stamp)
+        .bind(&stamp)
+        .bind(id)
+        .bind(user_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(job) = row.as_ref().map(Job::from_row) else {
+            drop(tx);
+            return Ok(match self.job(user_id, id).await? {
+                Some(job) => Cancel::NotCancellable(job),
+                None => Cancel::NotFound,
+            });
+        };
+        release(&mut tx, &job, job.credits_reserved, "refund").await?;
+        queue_event(
+            &mut tx,
+            &job,
+            JobStatus::Cancelled,
+            job.error_message.as_deref(),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Cancel::Cancelled(job))
     }
 
     /// Re-queues one of the user's FAILED jobs under a new task id, reserving
@@ -585,8 +654,8 @@ impl Db {
         let row = sqlx::query(
             "INSERT INTO jobs (user_id, job_type, status, task_id, filename, display_name, \
                 num_speakers, min_speakers, max_speakers, attempts, locked_by, lease_until, \
-                created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11, $12, $13) RETURNING *",
+                webhook_url, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11, $12, $13, $14) RETURNING *",
         )
         .bind(&job.user_id)
         .bind(JobType::Stream.as_str())
@@ -599,6 +668,7 @@ impl Db {
         .bind(job.max_speakers)
         .bind(&lease.node_id)
         .bind(lease.until())
+        .bind(&job.webhook_url)
         .bind(&stamp)
         .bind(&stamp)
         .fetch_one(&mut *tx)

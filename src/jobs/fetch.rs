@@ -240,6 +240,16 @@ async fn pinned_client(url: &Url, allow_private: bool) -> Result<reqwest::Client
     builder.build().map_err(request_error)
 }
 
+/// A client for POSTing to a webhook `url`: http(s), resolved and checked
+/// like a URL job's source, connections pinned to the checked addresses.
+pub async fn webhook_target(
+    url: &Url,
+    limits: &FetchLimits,
+) -> Result<reqwest::Client, FetchError> {
+    check_scheme(url)?;
+    pinned_client(url, limits.allow_private).await
+}
+
 fn is_redirect(status: StatusCode) -> bool {
     matches!(
         status,

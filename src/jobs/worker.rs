@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Files, FilesError, JobResult, Jobs, SpeakerOptions, fetch};
 use crate::audio;
-use crate::db::{DbError, Job, JobType, credits_for};
+use crate::db::{DbError, Job, JobStatus, JobType, credits_for};
 use crate::engine::Engine;
 use crate::pipeline;
 
@@ -21,6 +21,8 @@ const LOST: &str = "lost";
 
 /// How often an idle worker looks at the queue without being woken.
 const IDLE_POLL: Duration = Duration::from_secs(1);
+/// How often a running job's claim is checked, so a cancel stops it quickly.
+const HOLD_CHECK: Duration = Duration::from_millis(500);
 
 /// Why a job failed, in words for its owner.
 #[derive(Debug, thiserror::Error)]
@@ -123,10 +125,17 @@ impl Worker {
             .work_dir
             .join(format!("job-{}-{}", job.id, job.task_id));
         // A bug must fail the job, not strand it in PROCESSING until a restart.
-        let outcome = AssertUnwindSafe(self.run_job(job, &dir, cancel))
-            .catch_unwind()
-            .await
-            .unwrap_or_else(|_| Err(JobError::Internal("the job panicked".into())));
+        let run = AssertUnwindSafe(self.run_job(job, &dir, Arc::clone(&cancel))).catch_unwind();
+        let outcome = tokio::select! {
+            outcome = run => outcome
+                .unwrap_or_else(|_| Err(JobError::Internal("the job panicked".into()))),
+            // Cancelled, deleted or taken over: the model threads stop at their
+            // next window, and nothing more is stored.
+            () = self.until_lost(job) => {
+                cancel.store(true, Ordering::Relaxed);
+                Err(JobError::Lost)
+            }
+        };
         let _ = tokio::fs::remove_dir_all(&dir).await;
         let db = &self.jobs.db;
         let recorded = match outcome {
@@ -157,7 +166,8 @@ impl Worker {
         };
         match recorded {
             Ok(LOST) => {
-                tracing::info!("the job was requeued or deleted meanwhile; nothing recorded")
+                tracing::info!("the job was cancelled, deleted or taken over; nothing recorded");
+                self.remove_outputs_if_cancelled(job).await;
             }
             Ok(status) => {
                 metrics::counter!("whospoke_jobs_finished_total", "status" => status).increment(1);
@@ -165,6 +175,37 @@ impl Worker {
             Err(e) => {
                 tracing::error!(error = %e, "recording the job's end failed; a restart retries it")
             }
+        }
+    }
+
+    /// Returns once this claim of `job` no longer holds.
+    async fn until_lost(&self, job: &Job) {
+        loop {
+            tokio::time::sleep(HOLD_CHECK).await;
+            if matches!(self.jobs.db.holds(job).await, Ok(false)) {
+                return;
+            }
+        }
+    }
+
+    /// A job cancelled while its outputs were being stored keeps none of them.
+    async fn remove_outputs_if_cancelled(&self, job: &Job) {
+        let cancelled = self
+            .jobs
+            .db
+            .job(&job.user_id, job.id)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|now| now.status == JobStatus::Cancelled);
+        if cancelled
+            && let Err(e) = self
+                .jobs
+                .files
+                .delete_prefix(&format!("jobs/{}", job.id))
+                .await
+        {
+            tracing::warn!(error = %e, "removing a cancelled job's outputs failed");
         }
     }
 

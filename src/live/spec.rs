@@ -79,6 +79,7 @@ pub struct StartFields {
     pub latency_ms: Option<i64>,
     pub extract: Option<bool>,
     pub name: Option<String>,
+    pub webhook_url: Option<String>,
 }
 
 /// A validated start: everything a session needs to know up front.
@@ -93,10 +94,14 @@ pub struct StreamSpec {
     pub extract: bool,
     /// The job's file name; also the RTTM's file id.
     pub filename: String,
+    /// Where the job's end is POSTed (checked against private addresses at start).
+    pub webhook_url: Option<url::Url>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
+    #[error("webhook_url must be an http or https URL, not {0:?}")]
+    WebhookUrl(String),
     #[error("{field} is required")]
     Missing { field: &'static str },
     #[error("sample_rate must be between 8000 and 48000 Hz, not {0}")]
@@ -163,6 +168,16 @@ impl TryFrom<StartFields> for StreamSpec {
         let size = |n: Option<i64>| n.map(|n| usize::try_from(n).unwrap_or(0));
         let speakers =
             SpeakerCount::new(size(fields.num_speakers), None, size(fields.max_speakers))?;
+        let webhook_url = fields
+            .webhook_url
+            .as_deref()
+            .map(|text| {
+                url::Url::parse(text)
+                    .ok()
+                    .filter(|url| matches!(url.scheme(), "http" | "https"))
+                    .ok_or_else(|| SpecError::WebhookUrl(text.to_owned()))
+            })
+            .transpose()?;
         let filename = fields
             .name
             .as_deref()
@@ -179,6 +194,7 @@ impl TryFrom<StartFields> for StreamSpec {
             latency: Duration::from_millis(u64::from(latency_ms)),
             extract: fields.extract.unwrap_or(true),
             filename,
+            webhook_url,
         })
     }
 }

@@ -6,8 +6,9 @@ mod jobs;
 mod stream;
 mod submit;
 mod system;
-mod view;
+pub(crate) mod view;
 mod web;
+mod webhooks;
 pub mod whip;
 
 use axum::Router;
@@ -53,6 +54,16 @@ pub fn router(state: AppState) -> Router<AppState> {
             get(jobs::get).delete(jobs::delete),
         )
         .route("/api/v1/speaker/jobs/{id}/retry", post(jobs::retry))
+        .route("/api/v1/speaker/jobs/{id}/cancel", post(jobs::cancel))
+        .route(
+            "/api/v1/webhooks/secret",
+            get(webhooks::secret).post(webhooks::rotate_secret),
+        )
+        .route("/api/v1/webhooks/deliveries", get(webhooks::deliveries))
+        .route(
+            "/api/v1/webhooks/deliveries/{id}/redeliver",
+            post(webhooks::redeliver),
+        )
         .route("/api/v1/jobs/{id}", get(jobs::get))
         .route("/api/v1/credits", get(system::credits))
         .route("/api/v1/speaker/stream/token", post(stream::token))

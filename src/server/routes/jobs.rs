@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::view::{self, Links};
-use crate::db::{JobFilter, JobStatus, JobType, Retry};
+use crate::db::{Cancel, JobFilter, JobStatus, JobType, Retry};
 use crate::server::AppState;
 use crate::server::auth::Caller;
 use crate::server::error::ApiError;
@@ -82,6 +82,30 @@ pub async fn retry(
             job.status.as_str()
         ))),
         Retry::NotFound => Err(ApiError::job_not_found()),
+    }
+}
+
+/// `POST /api/v1/speaker/jobs/{id}/cancel`: stops a PENDING or PROCESSING
+/// job and refunds it; 400 once it has ended.
+pub async fn cancel(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let id = job_id(&id)?;
+    match state.jobs.cancel(&caller.user_id, id).await? {
+        Cancel::Cancelled(job) => Ok(Json(view::job(&job, &Links::new(&state, &headers)))),
+        Cancel::NotCancellable(job) if job.job_type == JobType::Stream => {
+            Err(ApiError::bad_request(format!(
+                "Job {id} is a live stream; its client ends it (an `end` message or a WHIP DELETE)"
+            )))
+        }
+        Cancel::NotCancellable(job) => Err(ApiError::bad_request(format!(
+            "Only PENDING or PROCESSING jobs can be cancelled; job {id} is {}",
+            job.status.as_str()
+        ))),
+        Cancel::NotFound => Err(ApiError::job_not_found()),
     }
 }
 

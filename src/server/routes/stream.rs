@@ -247,6 +247,9 @@ async fn open(
             "Insufficient credits to start a stream",
             close::PAYMENT_REQUIRED,
         )),
+        Err(e @ LiveError::Webhook(_)) => {
+            Err(Failure::new("bad_start", e.to_string(), close::BAD_REQUEST))
+        }
         Err(e) => {
             tracing::error!(error = %e, "starting a stream failed");
             Err(internal_failure())

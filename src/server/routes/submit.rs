@@ -70,6 +70,7 @@ async fn submit(
         ));
     };
     let speakers = speaker_options(&fields)?;
+    let webhook_url = webhook_url(&state, &fields).await?;
     let url = fields
         .get("url")
         .map(|url| url.trim())
@@ -89,7 +90,7 @@ async fn submit(
     };
     let job = state
         .jobs
-        .submit(&caller.user_id, job_type, source, speakers)
+        .submit(&caller.user_id, job_type, source, speakers, webhook_url)
         .await?;
     Ok(Json(view::job(&job, &Links::new(&state, &headers))))
 }
@@ -209,6 +210,26 @@ fn speaker_options(fields: &HashMap<String, String>) -> Result<SpeakerOptions, A
         }
     });
     SpeakerOptions::new(num?, min?, max?).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+/// The `webhook_url` field, checked now as it will be at each delivery.
+async fn webhook_url(
+    state: &AppState,
+    fields: &HashMap<String, String>,
+) -> Result<Option<String>, ApiError> {
+    let Some(text) = fields
+        .get("webhook_url")
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty())
+    else {
+        return Ok(None);
+    };
+    let url = url::Url::parse(text)
+        .map_err(|e| ApiError::bad_request(format!("Invalid webhook_url {text:?}: {e}")))?;
+    crate::jobs::webhook_target(&url, state.jobs.fetch_limits())
+        .await
+        .map_err(|e| ApiError::bad_request(format!("webhook_url: {e}")))?;
+    Ok(Some(url.to_string()))
 }
 
 fn parse_url(text: &str) -> Result<url::Url, ApiError> {

@@ -34,6 +34,15 @@ impl<'a> Links<'a> {
         }
     }
 
+    /// Links rooted at `base` (`http://host:port`), for messages sent outside a request.
+    pub fn with_base(state: &'a AppState, base: &str) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            state,
+            expires: unix_now() + state.config.download_ttl.as_secs(),
+        }
+    }
+
     /// The signed download URL of object `key` of job `job_id`.
     pub fn download(&self, job_id: i64, key: &str) -> String {
         let path = download_path(job_id, file_name(key));

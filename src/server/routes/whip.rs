@@ -98,6 +98,7 @@ pub struct WhipQuery {
     latency_ms: Option<i64>,
     extract: Option<bool>,
     name: Option<String>,
+    webhook_url: Option<String>,
 }
 
 /// `POST /api/v1/speaker/whip`: an SDP offer in, an SDP answer out.
@@ -123,6 +124,7 @@ pub async fn offer(
         latency_ms: query.latency_ms,
         extract: query.extract,
         name: query.name,
+        webhook_url: query.webhook_url,
     })
     .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let slot = state.live.admit().ok_or_else(|| {
@@ -155,6 +157,7 @@ pub async fn offer(
                     refused("insufficient_credits");
                     ApiError::new(StatusCode::PAYMENT_REQUIRED, e.to_string())
                 }
+                LiveError::Webhook(_) => ApiError::bad_request(e.to_string()),
                 other => ApiError::internal(other),
             });
         }
