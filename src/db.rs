@@ -1,22 +1,30 @@
-//! The database: accounts, API keys, jobs and credits, behind one small API.
+//! The database: accounts, API keys, jobs and credits, job leases, the live
+//! session registry and the shared rate limiter, behind one small API.
 //!
-//! SQLite (a file in the data directory) is the embedded default. Every query
-//! lives in this module and uses plain SQL with `RETURNING`, so a Postgres
-//! backend is a second connection type here, not a change elsewhere.
+//! SQLite (a file in the data directory) is the embedded default; Postgres
+//! lets many nodes share one set of users, credits and jobs. Both run the
+//! same queries through sqlx's `Any` driver: plain SQL with `$n` parameters
+//! and `RETURNING`. The few statements that must differ (Postgres row locks
+//! for the job queue) branch on [`Backend`].
 
 pub mod accounts;
 pub mod jobs;
+pub mod rate_limit;
+pub mod sessions;
+pub mod settings;
 
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Executor};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 pub use accounts::{ApiKey, User};
-pub use jobs::{Job, JobFilter, JobStatus, JobType, NewJob, Retry};
+pub use jobs::{Job, JobFilter, JobStatus, JobType, Lease, NewJob, Retry};
+pub use sessions::SessionRoute;
 
 /// File name of the database inside the data directory.
 pub const DATABASE_FILE: &str = "whospoke.db";
@@ -27,39 +35,99 @@ pub enum DbError {
     Sqlx(#[from] sqlx::Error),
     #[error("database migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database URL {0:?}: only sqlite:// and postgres:// URLs are supported")]
+    UnsupportedUrl(String),
     #[error("Insufficient credits for processing. Required: {required}, Available: {available}")]
     InsufficientCredits { required: i64, available: i64 },
     #[error("user {0} not found")]
     UnknownUser(String),
 }
 
+/// Which engine is behind the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
 /// A pool of connections to the migrated database.
 #[derive(Clone)]
 pub struct Db {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
 }
 
 impl Db {
-    /// Opens (creating if needed) `dir/whospoke.db` and applies pending migrations.
-    pub async fn open(dir: &Path) -> Result<Self, DbError> {
-        let options = SqliteConnectOptions::from_str("sqlite:")?
-            .filename(dir.join(DATABASE_FILE))
-            .create_if_missing(true)
-            // WAL lets the admin CLI and readers work while the server writes.
-            .journal_mode(SqliteJournalMode::Wal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
+    /// The default database URL: `dir/whospoke.db`.
+    pub fn default_url(dir: &Path) -> String {
+        format!("sqlite://{}", dir.join(DATABASE_FILE).display())
+    }
+
+    /// Connects to `url` (`sqlite://PATH`, created if missing, or
+    /// `postgres://…`) and applies pending migrations.
+    pub async fn connect(url: &str) -> Result<Self, DbError> {
+        install_default_drivers();
+        let (backend, url) = if url.starts_with("sqlite:") {
+            let url = if url.contains('?') {
+                url.to_owned()
+            } else {
+                format!("{url}?mode=rwc")
+            };
+            (Backend::Sqlite, url)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            (Backend::Postgres, url.to_owned())
+        } else {
+            return Err(DbError::UnsupportedUrl(redact(url)));
+        };
+        let options = AnyConnectOptions::from_str(&url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(match backend {
+                Backend::Sqlite => 8,
+                Backend::Postgres => 16,
+            })
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |connection, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets the admin CLI and readers work while the server
+                        // writes; a writer waits for another instead of failing.
+                        connection
+                            .execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
+                                 PRAGMA busy_timeout = 10000;",
+                            )
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect_with(options)
             .await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Self { pool })
+        match backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
+        }
+        Ok(Self { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// True when a trivial query succeeds.
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+}
+
+/// A database URL fit for messages: without its password.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
     }
 }
 
@@ -70,6 +138,11 @@ pub fn now() -> String {
         .ok()
         .and_then(|t| t.format(&Rfc3339).ok())
         .unwrap_or_default()
+}
+
+/// Now in unix seconds (leases).
+pub fn unix_now() -> i64 {
+    OffsetDateTime::now_utc().unix_timestamp()
 }
 
 /// Credits for `seconds` of audio: 27.5 per second, rounded up.

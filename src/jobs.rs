@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::audio;
-use crate::db::{Db, DbError, Job, JobType, NewJob, Retry};
+use crate::db::{Db, DbError, Job, JobType, Lease, NewJob, Retry};
 use crate::engine::{SpeakerCount, SpeakerCountError};
 
 pub use fetch::{FetchError, FetchLimits};
@@ -92,6 +92,8 @@ pub struct JobsConfig {
     pub concurrent_jobs: usize,
     /// How long a shutdown waits for running jobs before putting them back in the queue.
     pub shutdown_grace: Duration,
+    /// This node's claims: batch jobs and live streams.
+    pub lease: Lease,
 }
 
 /// The job service: the database, the file store and the queue's doorbell.
@@ -118,6 +120,10 @@ impl Jobs {
 
     pub fn files(&self) -> &Files {
         &self.files
+    }
+
+    pub fn lease(&self) -> &Lease {
+        &self.config.lease
     }
 
     /// Accepts a job: uploads are probed and charged now, URL jobs when downloaded.

@@ -16,8 +16,15 @@
 //! Each session owns one analysis thread (see [`analysis`]) and one spool
 //! folder; its memory does not grow with the stream's length. Sessions hold a
 //! slot of [`Live`] until they are finalized, so a shutdown can wait for them.
+//!
+//! In a cluster a session is pinned to its node: the registry
+//! (`db::sessions`) tells other nodes where it runs, its job is held under
+//! the node's lease, and its spool is copied to the file store every few
+//! seconds ([`checkpoint`]). When the node dies, another node takes the job
+//! over once the lease runs out and finalizes it from the checkpoints.
 
 mod analysis;
+mod checkpoint;
 mod credits;
 pub mod event;
 mod finalize;
@@ -36,10 +43,11 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::db::{DbError, JobType, NewJob, credits_for};
+use crate::db::{DbError, JobType, NewJob, SessionRoute, credits_for};
 use crate::engine::{Engine, OnlineParams, SpeakerCount};
 use crate::jobs::Jobs;
 use analysis::Analysis;
+use checkpoint::Checkpoints;
 use credits::CreditMeter;
 use session::{Active, ready_event};
 use spool::{SpoolDir, SpoolMeta};
@@ -69,6 +77,10 @@ pub struct LiveConfig {
     pub max_session: Duration,
     /// Audio waiting for analysis, in seconds; beyond it the transport stops reading. Default 30.
     pub buffer_seconds: f64,
+    /// How often a session's audio is copied to the file store. Default 10 s.
+    pub checkpoint_every: Duration,
+    /// Where other nodes reach this one's sessions (`http://host:port`).
+    pub node_url: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +148,17 @@ impl Live {
         &self.shutdown
     }
 
+    /// Why this node takes no new session now (draining or full), if it does not.
+    pub fn refuses_new_sessions(&self) -> Option<&'static str> {
+        if self.shutdown.is_cancelled() {
+            Some("draining")
+        } else if self.slots.available_permits() == 0 {
+            Some("live sessions full")
+        } else {
+            None
+        }
+    }
+
     /// A slot for a new session, or `None` when the server is full.
     pub fn admit(&self) -> Option<Slot> {
         Arc::clone(&self.slots)
@@ -176,13 +199,23 @@ impl Live {
         };
         let db = self.jobs.db();
         let job = match db
-            .insert_stream_job(&new, credits_for(RESERVE_BLOCK_SECONDS))
+            .insert_stream_job(&new, credits_for(RESERVE_BLOCK_SECONDS), self.jobs.lease())
             .await
         {
             Ok(job) => job,
             Err(DbError::InsufficientCredits { .. }) => return Err(LiveError::InsufficientCredits),
             Err(e) => return Err(e.into()),
         };
+        let route = SessionRoute {
+            job_id: job.id,
+            user_id: user_id.to_owned(),
+            node_id: self.jobs.lease().node_id.clone(),
+            node_url: self.config.node_url.clone(),
+        };
+        if let Err(e) = db.register_session(&job.task_id, &route).await {
+            db.fail_job(&job, "the session could not start").await?;
+            return Err(e.into());
+        }
         let format = spec.format;
         let meta = SpoolMeta {
             format,
@@ -219,9 +252,16 @@ impl Live {
             Err(e) => {
                 spool.remove();
                 db.fail_job(&job, "the session could not start").await?;
+                let _ = db.forget_session(job.id).await;
                 return Err(e.into());
             }
         };
+        let checkpointing = Checkpoints::of_job(job.id, &job.task_id).start(
+            self.jobs.files().clone(),
+            spool.clone(),
+            &meta,
+            self.config.checkpoint_every,
+        );
         tracing::info!(job = job.id, user = user_id, ?format, "stream started");
         Ok(Session {
             jobs: Arc::clone(&self.jobs),
@@ -234,6 +274,7 @@ impl Live {
             job,
             spool,
             meta,
+            checkpointing,
             step_ms,
             decoder,
             commands,

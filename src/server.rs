@@ -10,6 +10,7 @@ pub mod auth;
 mod drain;
 pub mod error;
 pub mod event_json;
+pub mod forward;
 pub mod metrics;
 pub mod openapi;
 pub mod range;
@@ -61,6 +62,8 @@ pub struct AppState {
     pub signer: Arc<UrlSigner>,
     pub metrics: PrometheusHandle,
     pub config: Arc<HttpConfig>,
+    /// Reaches the nodes that run other sessions.
+    pub forwarder: Arc<forward::Forwarder>,
 }
 
 pub fn router(state: AppState) -> Router {

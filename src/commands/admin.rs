@@ -13,6 +13,9 @@ pub struct Args {
     /// The server's data directory.
     #[arg(long, env = "WHOSPOKE_DATA_DIR", default_value = "data", global = true)]
     data_dir: PathBuf,
+    /// The server's database (default: `sqlite://<data-dir>/whospoke.db`).
+    #[arg(long, env = "WHOSPOKE_DATABASE_URL", global = true)]
+    database_url: Option<String>,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -59,9 +62,15 @@ pub fn run(args: Args) -> ExitCode {
 }
 
 async fn admin(args: Args) -> Result<(), String> {
-    std::fs::create_dir_all(&args.data_dir)
-        .map_err(|e| format!("{}: {e}", args.data_dir.display()))?;
-    let db = Db::open(&args.data_dir).await.map_err(|e| e.to_string())?;
+    let url = match &args.database_url {
+        Some(url) => url.clone(),
+        None => {
+            std::fs::create_dir_all(&args.data_dir)
+                .map_err(|e| format!("{}: {e}", args.data_dir.display()))?;
+            Db::default_url(&args.data_dir)
+        }
+    };
+    let db = Db::connect(&url).await.map_err(|e| e.to_string())?;
     let err = |e: whospoke::db::DbError| e.to_string();
     match args.command {
         Command::CreateUser { credits } => {

@@ -1,10 +1,11 @@
 //! `whospoke serve`: the HTTP API and the job workers in one process, on
-//! SQLite and the local filesystem unless told otherwise.
+//! SQLite and the local filesystem unless told otherwise. With Postgres and
+//! S3-compatible storage, any number of such processes form a cluster, each
+//! an API node, a worker or both (`--role`).
 
 use std::io::Write;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -12,12 +13,13 @@ use std::time::Duration;
 
 use jsonwebtoken::DecodingKey;
 use tokio_util::sync::CancellationToken;
-use whospoke::db::Db;
+use whospoke::db::{self, Db, Lease};
 use whospoke::engine::{Engine, EngineConfig};
 use whospoke::jobs::{FetchLimits, Files, Jobs, JobsConfig, run_workers};
 use whospoke::live::{Live, LiveConfig};
 use whospoke::runtime;
 use whospoke::server::auth::{Authenticator, JwtKeys};
+use whospoke::server::forward::Forwarder;
 use whospoke::server::rate_limit::RateLimits;
 use whospoke::server::routes::whip::Whip;
 use whospoke::server::signing::UrlSigner;
@@ -25,8 +27,16 @@ use whospoke::server::stream_tokens::StreamTokens;
 use whospoke::server::webrtc::{IceServer, Peers, WebRtcConfig};
 use whospoke::server::{self, AppState, HttpConfig, metrics};
 
-/// File in the data directory holding the download-signing key when none is given.
-const SIGNING_KEY_FILE: &str = "signing.key";
+/// What a node does in a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Role {
+    /// The HTTP API, live sessions and batch workers.
+    All,
+    /// The HTTP API and live sessions; batch jobs are left to workers.
+    Api,
+    /// Batch workers (and the HTTP API, for health, metrics and downloads).
+    Worker,
+}
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -36,10 +46,28 @@ pub struct Args {
     /// Port to listen on; 0 picks a free one.
     #[arg(long, env = "WHOSPOKE_PORT", default_value_t = 8080)]
     port: u16,
-    /// Database, stored files and scratch space.
+    /// The node's own files: scratch space, live spools, and by default the
+    /// database and the stored files.
     #[arg(long, env = "WHOSPOKE_DATA_DIR", default_value = "data")]
     data_dir: PathBuf,
-    /// Base of absolute download links (default: from the request's Host).
+    /// `sqlite://PATH` or `postgres://user:password@host/db`
+    /// (default: `sqlite://<data-dir>/whospoke.db`). Nodes of a cluster share one Postgres.
+    #[arg(long, env = "WHOSPOKE_DATABASE_URL")]
+    database_url: Option<String>,
+    /// What this node does: `all`, `api` (HTTP and live) or `worker` (batch jobs).
+    #[arg(long, env = "WHOSPOKE_ROLE", value_enum, default_value_t = Role::All)]
+    role: Role,
+    /// This node's name in job leases and the live-session registry
+    /// (default: the host name and a digest of the data directory, stable across restarts).
+    #[arg(long, env = "WHOSPOKE_NODE_ID")]
+    node_id: Option<String>,
+    /// How long a node's claim on a job or live session holds without
+    /// renewal; another node takes over after it runs out.
+    #[arg(long, env = "WHOSPOKE_LEASE_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(3..))]
+    lease_seconds: u64,
+    /// This node's base URL: absolute download links, WHIP `Location`s, and
+    /// where other nodes reach its live sessions (default: the request's Host
+    /// for links, the bound address for other nodes).
     #[arg(long, env = "WHOSPOKE_PUBLIC_URL")]
     public_url: Option<String>,
     /// Where job files go: `s3://bucket/prefix` (AWS_* variables), default `<data-dir>/objects`.
@@ -66,8 +94,8 @@ pub struct Args {
     /// PEM public key of RS256 JWTs.
     #[arg(long, env = "WHOSPOKE_JWT_RS256_PUBLIC_KEY")]
     jwt_rs256_public_key: Option<PathBuf>,
-    /// Key that signs download links (default: generated once into the data directory).
-    /// Servers sharing storage must share it.
+    /// Key that signs download links (default: generated once and kept in the
+    /// database, so every node on it signs alike).
     #[arg(long, env = "WHOSPOKE_SIGNING_SECRET")]
     signing_secret: Option<String>,
     /// Let URL jobs fetch from loopback and private networks.
@@ -102,6 +130,10 @@ pub struct Args {
     /// it the server stops reading the socket.
     #[arg(long, env = "WHOSPOKE_LIVE_BUFFER_SECONDS", default_value_t = 30.0)]
     live_buffer_seconds: f64,
+    /// How often a live session copies its audio to the file store, so
+    /// another node can finalize it if this one dies.
+    #[arg(long, env = "WHOSPOKE_LIVE_CHECKPOINT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    live_checkpoint_seconds: u64,
     /// Lifetime of the single-use tokens of `POST /api/v1/speaker/stream/token`.
     #[arg(long, env = "WHOSPOKE_STREAM_TOKEN_TTL_SECONDS", default_value_t = 60)]
     stream_token_ttl_seconds: u64,
@@ -174,8 +206,30 @@ async fn serve(args: Args) -> Result<(), String> {
     for dir in [&data_dir, &upload_dir] {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
-    let db = Db::open(&data_dir).await.map_err(|e| e.to_string())?;
+    let database_url = args
+        .database_url
+        .clone()
+        .unwrap_or_else(|| Db::default_url(&data_dir));
+    let db = Db::connect(&database_url)
+        .await
+        .map_err(|e| e.to_string())?;
     let files = Files::open(args.storage_url.as_deref(), &data_dir).map_err(|e| e.to_string())?;
+
+    // Bound before anything registers: other nodes reach this one at its address.
+    let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
+        .await
+        .map_err(|e| format!("listening on {}:{}: {e}", args.host, args.port))?;
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    let node_url = args
+        .public_url
+        .clone()
+        .map(|url| url.trim_end_matches('/').to_owned())
+        .unwrap_or_else(|| format!("http://{address}"));
+    let lease = Lease {
+        node_id: args.node_id.clone().unwrap_or_else(|| node_id(&data_dir)),
+        seconds: i64::try_from(args.lease_seconds).unwrap_or(i64::MAX),
+    };
+
     let jobs = Jobs::new(
         db.clone(),
         files,
@@ -189,11 +243,12 @@ async fn serve(args: Args) -> Result<(), String> {
             },
             concurrent_jobs: args.concurrent_jobs,
             shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
+            lease: lease.clone(),
         },
     );
     let signing_secret = match &args.signing_secret {
         Some(secret) => secret.as_bytes().to_vec(),
-        None => signing_key(&data_dir)?,
+        None => db.signing_secret().await.map_err(|e| e.to_string())?,
     };
     let shutdown = CancellationToken::new();
     let live = Live::new(
@@ -206,6 +261,8 @@ async fn serve(args: Args) -> Result<(), String> {
             idle_timeout: Duration::from_secs(args.live_idle_timeout_seconds),
             max_session: Duration::from_secs(args.live_max_session_seconds),
             buffer_seconds: args.live_buffer_seconds.max(1.0),
+            checkpoint_every: Duration::from_secs(args.live_checkpoint_seconds),
+            node_url,
         },
         shutdown.clone(),
     );
@@ -217,7 +274,7 @@ async fn serve(args: Args) -> Result<(), String> {
         );
     }
     let handle = metrics::install().map_err(|e| format!("metrics: {e}"))?;
-    let limits = Arc::new(RateLimits::per_minute(args.rate_limit_per_minute));
+    let limits = Arc::new(RateLimits::new(&db, args.rate_limit_per_minute));
     let whip = Whip::new(Peers::new(webrtc_config(&args)));
     let state = AppState {
         jobs: Arc::clone(&jobs),
@@ -236,20 +293,29 @@ async fn serve(args: Args) -> Result<(), String> {
             download_ttl: Duration::from_secs(args.download_ttl_seconds),
             upload_dir,
         }),
+        forwarder: Arc::new(
+            Forwarder::new(lease.node_id.clone()).map_err(|e| format!("HTTP client: {e}"))?,
+        ),
     };
 
-    let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
-        .await
-        .map_err(|e| format!("listening on {}:{}: {e}", args.host, args.port))?;
-    let address = listener.local_addr().map_err(|e| e.to_string())?;
     tokio::spawn(wait_for_signal(shutdown.clone()));
-    let workers = tokio::spawn(run_workers(Arc::clone(&jobs), engine, shutdown.clone()));
+    tokio::spawn(renew_leases(db.clone(), lease.clone(), shutdown.clone()));
+    tokio::spawn(Arc::clone(&live).take_over_orphans(shutdown.clone()));
+    let workers = match args.role {
+        Role::All | Role::Worker => Some(tokio::spawn(run_workers(
+            Arc::clone(&jobs),
+            engine,
+            shutdown.clone(),
+        ))),
+        Role::Api => None,
+    };
     tokio::spawn(metrics::upkeep(handle, db, limits, shutdown.clone()));
 
     // The one line on stdout: scripts and tests wait for it.
     println!("whospoke listening on http://{address}");
     let _ = std::io::stdout().flush();
-    tracing::info!(%address, data_dir = %data_dir.display(), "serving");
+    tracing::info!(%address, node = lease.node_id, role = ?args.role, data_dir = %data_dir.display(),
+        database = db::redact(&database_url), "serving");
 
     server::serve(listener, state, shutdown.clone())
         .await
@@ -257,11 +323,40 @@ async fn serve(args: Args) -> Result<(), String> {
     shutdown.cancel();
     // Every live session says goodbye and becomes a job before the process exits.
     live.wait_idle().await;
+    let Some(workers) = workers else {
+        return Ok(());
+    };
     match workers.await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
         Err(e) => Err(format!("the job workers stopped: {e}")),
     }
+}
+
+/// Renews this node's claims (running batch jobs and live streams) until
+/// shutdown; a node that stops renewing loses them to another.
+async fn renew_leases(db: Db, lease: Lease, shutdown: CancellationToken) {
+    let every = Duration::from_secs(u64::try_from(lease.seconds / 3).unwrap_or(1).max(1));
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = shutdown.cancelled() => return,
+        }
+        if let Err(e) = db.renew_leases(&lease).await {
+            tracing::error!(error = %e, "renewing this node's leases failed");
+        }
+    }
+}
+
+/// A node id stable across restarts and distinct for each data directory on a host.
+fn node_id(data_dir: &Path) -> String {
+    use sha2::Digest;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_else(|_| "node".to_owned());
+    let dir = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_owned());
+    let digest = sha2::Sha256::digest(dir.as_os_str().as_encoded_bytes());
+    format!("{host}-{}", &hex::encode(digest)[..8])
 }
 
 fn webrtc_config(args: &Args) -> WebRtcConfig {
@@ -338,25 +433,6 @@ fn jwt_keys(args: &Args) -> Result<JwtKeys, String> {
             .map(|secret| DecodingKey::from_secret(secret.as_bytes())),
         rs256,
     })
-}
-
-/// The persisted signing key, created on first start.
-fn signing_key(data_dir: &Path) -> Result<Vec<u8>, String> {
-    let path = data_dir.join(SIGNING_KEY_FILE);
-    if let Ok(key) = std::fs::read(&path) {
-        return Ok(key);
-    }
-    let mut key = vec![0u8; 32];
-    getrandom::fill(&mut key).map_err(|e| e.to_string())?;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    file.write_all(&key)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(key)
 }
 
 fn fail(message: &str) -> ExitCode {

@@ -136,7 +136,7 @@ pub fn key_fingerprint(api_key: &str) -> String {
 
 /// Records one balance change inside the caller's transaction.
 pub(super) async fn ledger(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     user_id: &str,
     job_id: Option<i64>,
     delta: i64,

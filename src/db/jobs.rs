@@ -8,19 +8,24 @@
 //!    └────────────────retry (reserve again)─────┘
 //! ```
 //!
-//! Every transition names the job's current `task_id` and status, so a worker
-//! that lost its job (a restart requeued it, a user deleted it) changes nothing.
+//! A claim is a **lease**: the job is `locked_by` a node until `lease_until`,
+//! which the node renews while it runs the job ([`Db::renew_leases`]). A node
+//! that dies stops renewing, and once the lease has run out another worker
+//! claims the job again. Every claim adds one to `attempts`, and every
+//! transition names the claim's `task_id`, `attempts` and status, so a node
+//! that lost its job (its lease ran out, a restart requeued it, a user deleted
+//! it) changes nothing: each job completes once and is charged once.
 //!
-//! Stream jobs skip the queue: a live session inserts its job PROCESSING,
-//! reserves credits block by block as audio arrives, and completes or fails it
-//! itself. Workers never claim them, and a restart hands them to the live
-//! service's recovery rather than back to the queue.
+//! Stream jobs skip the queue: a live session inserts its job PROCESSING under
+//! its node's lease, reserves credits block by block as audio arrives, and
+//! completes or fails it itself. Workers never claim them; when their node
+//! dies, another node's live service takes them over to finalize them.
 
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 
 use super::accounts::ledger;
-use super::{Db, DbError, now};
+use super::{Backend, Db, DbError, now, unix_now};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobStatus {
@@ -105,10 +110,25 @@ pub struct Job {
     pub created_at: String,
     pub updated_at: String,
     pub completed_at: Option<String>,
+    /// The node holding a PROCESSING job.
+    pub locked_by: Option<String>,
+}
+
+/// Who claims jobs, and for how long a claim holds without renewal.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub node_id: String,
+    pub seconds: i64,
+}
+
+impl Lease {
+    fn until(&self) -> i64 {
+        unix_now() + self.seconds
+    }
 }
 
 impl Job {
-    fn from_row(row: &SqliteRow) -> Self {
+    fn from_row(row: &AnyRow) -> Self {
         Self {
             id: row.get("id"),
             user_id: row.get("user_id"),
@@ -131,6 +151,7 @@ impl Job {
             created_at: row.get("created_at"),
             updated_at: row.get("updated_at"),
             completed_at: row.get("completed_at"),
+            locked_by: row.get("locked_by"),
         }
     }
 }
@@ -300,42 +321,91 @@ impl Db {
         Ok((rows.iter().map(Job::from_row).collect(), total))
     }
 
-    /// Takes the oldest PENDING job and marks it PROCESSING.
-    pub async fn claim_next_job(&self) -> Result<Option<Job>, DbError> {
-        let row = sqlx::query(
-            "UPDATE jobs SET status = 'PROCESSING', attempts = attempts + 1, updated_at = $1 \
-             WHERE id = (SELECT id FROM jobs WHERE status = 'PENDING' AND job_type != 'stream' \
-                ORDER BY id LIMIT 1) \
-             RETURNING *",
-        )
-        .bind(now())
-        .fetch_optional(&self.pool)
-        .await?;
+    /// Claims the oldest batch job that is PENDING, or PROCESSING under a
+    /// lease that ran out (its node died), and marks it PROCESSING under `lease`.
+    pub async fn claim_next_job(&self, lease: &Lease) -> Result<Option<Job>, DbError> {
+        // Postgres: concurrent workers skip each other's candidate rows instead
+        // of queueing on them. SQLite has one writer at a time anyway.
+        macro_rules! claim {
+            ($lock:literal) => {
+                concat!(
+                    "UPDATE jobs SET status = 'PROCESSING', attempts = attempts + 1, \
+                        locked_by = $1, lease_until = $2, updated_at = $3 \
+                     WHERE id = (SELECT id FROM jobs WHERE job_type != 'stream' \
+                        AND (status = 'PENDING' \
+                        OR (status = 'PROCESSING' AND COALESCE(lease_until, 0) < $4)) \
+                        ORDER BY id LIMIT 1",
+                    $lock,
+                    ") RETURNING *"
+                )
+            };
+        }
+        let sql = match self.backend {
+            Backend::Postgres => claim!(" FOR UPDATE SKIP LOCKED"),
+            Backend::Sqlite => claim!(""),
+        };
+        let row = sqlx::query(sql)
+            .bind(&lease.node_id)
+            .bind(lease.until())
+            .bind(now())
+            .bind(unix_now())
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.as_ref().map(Job::from_row))
     }
 
-    /// After a crash, batch jobs left PROCESSING go back to the queue; returns
-    /// how many. Stream jobs are the live service's to recover.
-    pub async fn requeue_interrupted_jobs(&self) -> Result<u64, DbError> {
+    /// Renews the leases of every job `node_id` holds; returns how many.
+    pub async fn renew_leases(&self, lease: &Lease) -> Result<u64, DbError> {
         let done = sqlx::query(
-            "UPDATE jobs SET status = 'PENDING', updated_at = $1 \
-             WHERE status = 'PROCESSING' AND job_type != 'stream'",
+            "UPDATE jobs SET lease_until = $1 WHERE locked_by = $2 AND status = 'PROCESSING'",
+        )
+        .bind(lease.until())
+        .bind(&lease.node_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Whether this claim of `job` still holds (nobody took it over or deleted it).
+    pub async fn holds(&self, job: &Job) -> Result<bool, DbError> {
+        let row = sqlx::query(
+            "SELECT 1 FROM jobs WHERE id = $1 AND task_id = $2 AND attempts = $3 \
+                AND status = 'PROCESSING'",
+        )
+        .bind(job.id)
+        .bind(&job.task_id)
+        .bind(job.attempts)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// After a restart, the batch jobs this node held go back to the queue at
+    /// once (instead of when their leases run out); returns how many.
+    pub async fn requeue_own_jobs(&self, node_id: &str) -> Result<u64, DbError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET status = 'PENDING', locked_by = NULL, lease_until = NULL, \
+                updated_at = $1 \
+             WHERE status = 'PROCESSING' AND job_type != 'stream' AND locked_by = $2",
         )
         .bind(now())
+        .bind(node_id)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
     }
 
     /// Puts one running job back in the queue (graceful shutdown).
-    pub async fn requeue_job(&self, id: i64, task_id: &str) -> Result<(), DbError> {
+    pub async fn requeue_job(&self, job: &Job) -> Result<(), DbError> {
         sqlx::query(
-            "UPDATE jobs SET status = 'PENDING', updated_at = $1 \
-             WHERE id = $2 AND task_id = $3 AND status = 'PROCESSING'",
+            "UPDATE jobs SET status = 'PENDING', locked_by = NULL, lease_until = NULL, \
+                updated_at = $1 \
+             WHERE id = $2 AND task_id = $3 AND attempts = $4 AND status = 'PROCESSING'",
         )
         .bind(now())
-        .bind(id)
-        .bind(task_id)
+        .bind(job.id)
+        .bind(&job.task_id)
+        .bind(job.attempts)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -354,13 +424,14 @@ impl Db {
         let updated = sqlx::query(
             "UPDATE jobs SET credits_reserved = credits_reserved + $1, duration_seconds = $2, \
                 updated_at = $3 \
-             WHERE id = $4 AND task_id = $5 AND status = 'PROCESSING'",
+             WHERE id = $4 AND task_id = $5 AND attempts = $6 AND status = 'PROCESSING'",
         )
         .bind(credits)
         .bind(duration_seconds)
         .bind(now())
         .bind(job.id)
         .bind(&job.task_id)
+        .bind(job.attempts)
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 0 {
@@ -384,9 +455,10 @@ impl Db {
         let stamp = now();
         let row = sqlx::query(
             "UPDATE jobs SET status = 'COMPLETED', result = $1, duration_seconds = $2, \
-                credits_used = MIN($3, credits_reserved), error_message = NULL, \
+                credits_used = CASE WHEN $3 < credits_reserved THEN $3 ELSE credits_reserved END, \
+                error_message = NULL, locked_by = NULL, lease_until = NULL, \
                 updated_at = $4, completed_at = $5 \
-             WHERE id = $6 AND task_id = $7 AND status = 'PROCESSING' \
+             WHERE id = $6 AND task_id = $7 AND attempts = $8 AND status = 'PROCESSING' \
              RETURNING credits_reserved, credits_used",
         )
         .bind(result)
@@ -396,6 +468,7 @@ impl Db {
         .bind(&stamp)
         .bind(job.id)
         .bind(&job.task_id)
+        .bind(job.attempts)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {
@@ -414,8 +487,8 @@ impl Db {
         let stamp = now();
         let row = sqlx::query(
             "UPDATE jobs SET status = 'FAILED', error_message = $1, credits_used = 0, \
-                updated_at = $2, completed_at = $3 \
-             WHERE id = $4 AND task_id = $5 AND status = 'PROCESSING' \
+                locked_by = NULL, lease_until = NULL, updated_at = $2, completed_at = $3 \
+             WHERE id = $4 AND task_id = $5 AND attempts = $6 AND status = 'PROCESSING' \
              RETURNING credits_reserved",
         )
         .bind(error)
@@ -423,6 +496,7 @@ impl Db {
         .bind(&stamp)
         .bind(job.id)
         .bind(&job.task_id)
+        .bind(job.attempts)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {
@@ -459,14 +533,18 @@ impl Db {
             "UPDATE jobs SET status = 'PENDING', task_id = $1, credits_reserved = $2, \
                 credits_used = NULL, error_message = NULL, result = NULL, completed_at = NULL, \
                 updated_at = $3 \
-             WHERE id = $4 RETURNING *",
+             WHERE id = $4 AND status = 'FAILED' RETURNING *",
         )
         .bind(task_id)
         .bind(credits)
         .bind(now())
         .bind(id)
-        .fetch_one(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
+        // Another node retried it first: its reservation stands, this one rolls back.
+        let Some(row) = row else {
+            return Ok(Retry::NotFailed(job));
+        };
         if credits > 0 {
             ledger(&mut tx, user_id, Some(id), -credits, "reserve").await?;
         }
@@ -493,18 +571,22 @@ impl Db {
         Ok(Some(job))
     }
 
-    /// Inserts a PROCESSING stream job holding up to `credits` of the balance
-    /// (all of it when less is left); fails with `InsufficientCredits` when
-    /// the balance is empty.
-    pub async fn insert_stream_job(&self, job: &NewJob, credits: i64) -> Result<Job, DbError> {
+    /// Inserts a PROCESSING stream job under `lease` holding up to `credits`
+    /// of the balance (all of it when less is left); fails with
+    /// `InsufficientCredits` when the balance is empty.
+    pub async fn insert_stream_job(
+        &self,
+        job: &NewJob,
+        credits: i64,
+        lease: &Lease,
+    ) -> Result<Job, DbError> {
         let mut tx = self.pool.begin().await?;
         let stamp = now();
-        // Writing first takes SQLite's write lock, so the balance read below
-        // cannot change before it is charged.
         let row = sqlx::query(
             "INSERT INTO jobs (user_id, job_type, status, task_id, filename, display_name, \
-                num_speakers, min_speakers, max_speakers, attempts, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11) RETURNING *",
+                num_speakers, min_speakers, max_speakers, attempts, locked_by, lease_until, \
+                created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11, $12, $13) RETURNING *",
         )
         .bind(&job.user_id)
         .bind(JobType::Stream.as_str())
@@ -515,6 +597,8 @@ impl Db {
         .bind(job.num_speakers)
         .bind(job.min_speakers)
         .bind(job.max_speakers)
+        .bind(&lease.node_id)
+        .bind(lease.until())
         .bind(&stamp)
         .bind(&stamp)
         .fetch_one(&mut *tx)
@@ -534,16 +618,18 @@ impl Db {
 
     /// Adds up to `credits` more of the balance to a running stream job's
     /// reservation; returns how many it got (0 when the balance is empty or
-    /// the job is no longer PROCESSING).
+    /// the job is no longer this session's).
     pub async fn extend_stream_reservation(&self, job: &Job, credits: i64) -> Result<i64, DbError> {
         let mut tx = self.pool.begin().await?;
         let running = sqlx::query(
             "UPDATE jobs SET updated_at = $1 \
-             WHERE id = $2 AND task_id = $3 AND status = 'PROCESSING' RETURNING id",
+             WHERE id = $2 AND task_id = $3 AND attempts = $4 AND status = 'PROCESSING' \
+             RETURNING id",
         )
         .bind(now())
         .bind(job.id)
         .bind(&job.task_id)
+        .bind(job.attempts)
         .fetch_optional(&mut *tx)
         .await?;
         if running.is_none() {
@@ -554,14 +640,46 @@ impl Db {
         Ok(taken)
     }
 
-    /// Stream jobs a crash or kill left PROCESSING.
-    pub async fn interrupted_stream_jobs(&self) -> Result<Vec<Job>, DbError> {
+    /// Stream jobs this node held when it stopped (a crash or kill).
+    pub async fn own_stream_jobs(&self, node_id: &str) -> Result<Vec<Job>, DbError> {
         let rows = sqlx::query(
-            "SELECT * FROM jobs WHERE status = 'PROCESSING' AND job_type = 'stream' ORDER BY id",
+            "SELECT * FROM jobs WHERE status = 'PROCESSING' AND job_type = 'stream' \
+                AND locked_by = $1 ORDER BY id",
         )
+        .bind(node_id)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.iter().map(Job::from_row).collect())
+    }
+
+    /// Takes over one stream job whose node stopped renewing its lease, to
+    /// finalize it from its checkpoints.
+    pub async fn claim_orphaned_stream(&self, lease: &Lease) -> Result<Option<Job>, DbError> {
+        macro_rules! claim {
+            ($lock:literal) => {
+                concat!(
+                    "UPDATE jobs SET attempts = attempts + 1, locked_by = $1, lease_until = $2, \
+                        updated_at = $3 \
+                     WHERE id = (SELECT id FROM jobs WHERE job_type = 'stream' \
+                        AND status = 'PROCESSING' AND COALESCE(lease_until, 0) < $4 \
+                        ORDER BY id LIMIT 1",
+                    $lock,
+                    ") RETURNING *"
+                )
+            };
+        }
+        let sql = match self.backend {
+            Backend::Postgres => claim!(" FOR UPDATE SKIP LOCKED"),
+            Backend::Sqlite => claim!(""),
+        };
+        let row = sqlx::query(sql)
+            .bind(&lease.node_id)
+            .bind(lease.until())
+            .bind(now())
+            .bind(unix_now())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(Job::from_row))
     }
 
     /// Jobs per status, for the metrics.
@@ -577,11 +695,7 @@ impl Db {
 }
 
 /// Takes `credits` from the balance, or fails with the balance untouched.
-async fn reserve(
-    tx: &mut sqlx::SqliteConnection,
-    user_id: &str,
-    credits: i64,
-) -> Result<(), DbError> {
+async fn reserve(tx: &mut AnyConnection, user_id: &str, credits: i64) -> Result<(), DbError> {
     if credits <= 0 {
         return Ok(());
     }
@@ -607,19 +721,18 @@ async fn reserve(
 }
 
 /// Moves up to `credits` of the owner's balance into the job's reservation
-/// and returns how many moved. The caller's transaction must already hold the
-/// write lock.
-async fn take_up_to(
-    tx: &mut sqlx::SqliteConnection,
-    job: &Job,
-    credits: i64,
-) -> Result<i64, DbError> {
-    let balance: i64 = sqlx::query("SELECT credits FROM users WHERE id = $1")
-        .bind(&job.user_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| DbError::UnknownUser(job.user_id.clone()))?
-        .get("credits");
+/// and returns how many moved.
+async fn take_up_to(tx: &mut AnyConnection, job: &Job, credits: i64) -> Result<i64, DbError> {
+    // A write that changes nothing locks the balance (Postgres: the row;
+    // SQLite: the database) until the transaction ends, so it cannot move
+    // between this read and the charge below.
+    let balance: i64 =
+        sqlx::query("UPDATE users SET credits = credits WHERE id = $1 RETURNING credits")
+            .bind(&job.user_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| DbError::UnknownUser(job.user_id.clone()))?
+            .get("credits");
     let taken = credits.min(balance);
     if taken <= 0 {
         return Ok(0);
@@ -640,7 +753,7 @@ async fn take_up_to(
 
 /// Gives `credits` back to the job's owner.
 async fn release(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut AnyConnection,
     job: &Job,
     credits: i64,
     reason: &str,

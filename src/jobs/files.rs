@@ -7,6 +7,7 @@
 //! ```text
 //! inputs/<task_id>/<filename>     the upload, until the job is deleted
 //! jobs/<job_id>/<name>            outputs: speaker_N.wav, <file_id>.rttm, result.json
+//! live/<job_id>-<task_id>/…       a running stream's checkpoints (`live::checkpoint`)
 //! ```
 
 use std::ops::Range;
@@ -101,6 +102,43 @@ impl Files {
             writer.write(&buffer[..read]);
         }
         writer.finish().await?;
+        Ok(())
+    }
+
+    /// Stores a small object whole.
+    pub async fn put_bytes(&self, key: &str, bytes: Bytes) -> Result<(), FilesError> {
+        self.store.put(&Path::from(key), bytes.into()).await?;
+        Ok(())
+    }
+
+    /// The keys under `prefix`, sorted.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, FilesError> {
+        let mut keys: Vec<String> = self
+            .store
+            .list(Some(&Path::from(prefix)))
+            .map_ok(|meta| meta.location.to_string())
+            .try_collect()
+            .await?;
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// Appends an object's bytes to an open file.
+    pub async fn append_to(
+        &self,
+        key: &str,
+        file: &mut tokio::fs::File,
+        local: &FsPath,
+    ) -> Result<(), FilesError> {
+        let mut stream = self.store.get(&Path::from(key)).await?.into_stream();
+        while let Some(chunk) = stream.next().await {
+            file.write_all(&chunk?)
+                .await
+                .map_err(|source| FilesError::Local {
+                    path: local.to_owned(),
+                    source,
+                })?;
+        }
         Ok(())
     }
 

@@ -40,15 +40,16 @@ enum JobError {
     Lost,
 }
 
-/// Runs the configured number of workers until `shutdown`. Jobs left PROCESSING by a crash are
-/// queued again first. On shutdown a running job gets `grace` to finish, then
-/// goes back to the queue.
+/// Runs the configured number of workers until `shutdown`. Jobs this node
+/// left PROCESSING when it stopped are queued again first (other nodes' jobs
+/// come back when their leases run out). On shutdown a running job gets
+/// `grace` to finish, then goes back to the queue.
 pub async fn run_workers(
     jobs: Arc<Jobs>,
     engine: Arc<Engine>,
     shutdown: CancellationToken,
 ) -> Result<(), DbError> {
-    let requeued = jobs.db.requeue_interrupted_jobs().await?;
+    let requeued = jobs.db.requeue_own_jobs(&jobs.config.lease.node_id).await?;
     if requeued > 0 {
         tracing::warn!(requeued, "jobs interrupted by a restart are queued again");
     }
@@ -76,7 +77,7 @@ struct Worker {
 impl Worker {
     async fn run(self, shutdown: CancellationToken) {
         while !shutdown.is_cancelled() {
-            let job = match self.jobs.db.claim_next_job().await {
+            let job = match self.jobs.db.claim_next_job(&self.jobs.config.lease).await {
                 Ok(Some(job)) => job,
                 Ok(None) => {
                     tokio::select! {
@@ -101,7 +102,7 @@ impl Worker {
                     let grace = self.jobs.config.shutdown_grace;
                     if tokio::time::timeout(grace, &mut work).await.is_err() {
                         tracing::warn!(job = job.id, "shutting down: job goes back to the queue");
-                        if let Err(e) = self.jobs.db.requeue_job(job.id, &job.task_id).await {
+                        if let Err(e) = self.jobs.db.requeue_job(&job).await {
                             tracing::error!(job = job.id, error = %e, "requeue failed; a restart requeues it");
                         }
                         // The model threads must stop before the process exits under them.
@@ -113,7 +114,7 @@ impl Worker {
         }
     }
 
-    #[tracing::instrument(skip_all, fields(job = job.id))]
+    #[tracing::instrument(skip_all, fields(job = job.id, attempt = job.attempts))]
     async fn process(&self, job: &Job, cancel: Arc<AtomicBool>) {
         let started = Instant::now();
         let dir = self
@@ -199,6 +200,11 @@ impl Worker {
             JobError::Pipeline(super::user_message(&e.to_string(), &input, &job.filename))
         })?;
 
+        // A node whose lease ran out must not overwrite the outputs of the
+        // node that took the job over.
+        if !self.jobs.db.holds(job).await? {
+            return Err(JobError::Lost);
+        }
         // A retry replaces what an earlier attempt stored.
         let files = &self.jobs.files;
         files.delete_prefix(&format!("jobs/{}", job.id)).await?;

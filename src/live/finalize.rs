@@ -8,6 +8,7 @@
 
 use std::path::Path;
 
+use super::checkpoint::Checkpoints;
 use super::event::Completed;
 use super::spool::{SpoolDir, SpoolMeta};
 use crate::db::{DbError, Job, credits_for};
@@ -44,6 +45,10 @@ pub async fn finalize(
 ) -> Result<Completed, FinalizeError> {
     let outcome = store(jobs, job, spool, meta, diarization, reserved).await;
     spool.remove();
+    // A job another node took over keeps its checkpoints for that node.
+    if !matches!(outcome, Err(FinalizeError::Lost)) {
+        forget(jobs, job).await;
+    }
     if let Err(e) = &outcome {
         tracing::error!(job = job.id, error = %e, "finalizing a stream failed");
         if let Err(e) = jobs
@@ -55,6 +60,16 @@ pub async fn finalize(
         }
     }
     outcome
+}
+
+/// A stream that ended, either way: its checkpoints and its registry entry go.
+pub async fn forget(jobs: &Jobs, job: &Job) {
+    Checkpoints::of_job(job.id, &job.task_id)
+        .remove(jobs.files())
+        .await;
+    if let Err(e) = jobs.db().forget_session(job.id).await {
+        tracing::warn!(job = job.id, error = %e, "removing the session's registry entry failed");
+    }
 }
 
 async fn store(

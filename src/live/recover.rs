@@ -1,12 +1,20 @@
-//! Start-up: stream jobs a crash left PROCESSING are finalized from their
-//! spool by replaying it through the online diarizer (same settings, so the
-//! same labels the client saw), or FAILED and refunded when nothing was kept.
+//! Streams whose session ended without finalizing: at start-up, the ones
+//! this node held when it crashed; later, the ones of nodes that died (their
+//! leases ran out). Each is finalized from its spool (or, on another node,
+//! from its checkpoints) by replaying it through the online diarizer (same
+//! settings, so the same labels the client saw), or FAILED and refunded when
+//! nothing was kept.
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
+use super::checkpoint::Checkpoints;
+use super::finalize::{finalize, forget};
 use super::spool::{SpoolDir, SpoolMeta};
-use super::{Live, Slot, finalize::finalize, online_params};
+use super::{Live, Slot, online_params};
 use crate::audio::AnalysisResampler;
 use crate::db::{DbError, Job};
 use crate::diarization::Diarization;
@@ -26,29 +34,25 @@ enum ReplayError {
 }
 
 impl Live {
-    /// Settles every interrupted stream job; replays run in the background,
-    /// each holding a session slot. Returns how many jobs were found.
+    /// Settles the stream jobs this node held when it stopped; replays run in
+    /// the background, each holding a session slot. Returns how many jobs
+    /// were found.
     pub async fn recover(self: &Arc<Self>) -> Result<usize, DbError> {
-        let db = self.jobs.db();
-        let interrupted = db.interrupted_stream_jobs().await?;
+        let interrupted = self
+            .jobs
+            .db()
+            .own_stream_jobs(&self.jobs.lease().node_id)
+            .await?;
         let mut kept = HashSet::new();
         for job in &interrupted {
-            let spool = SpoolDir::of_job(&self.config.spool_dir, job.id, &job.task_id);
-            match spool.meta() {
-                Ok(meta) => {
-                    kept.insert(spool.path().to_owned());
-                    let live = Arc::clone(self);
-                    let job = job.clone();
-                    tokio::spawn(async move { live.replay(job, spool, meta).await });
-                }
-                Err(_) => {
-                    spool.remove();
-                    db.fail_job(job, "the server stopped before the stream's audio was kept")
-                        .await?;
-                }
-            }
+            kept.insert(
+                SpoolDir::of_job(&self.config.spool_dir, job.id, &job.task_id)
+                    .path()
+                    .to_owned(),
+            );
+            tokio::spawn(Arc::clone(self).settle(job.clone()));
         }
-        // Spools of jobs that were deleted or settled meanwhile.
+        // Spools of jobs that were deleted, settled or taken over meanwhile.
         if let Ok(entries) = std::fs::read_dir(&self.config.spool_dir) {
             for entry in entries.flatten() {
                 if !kept.contains(&entry.path()) {
@@ -57,6 +61,80 @@ impl Live {
             }
         }
         Ok(interrupted.len())
+    }
+
+    /// Until shutdown, takes over the streams of nodes that stopped renewing
+    /// their leases (they died) and finalizes them from their checkpoints.
+    pub async fn take_over_orphans(self: Arc<Self>, shutdown: CancellationToken) {
+        let every = Duration::from_secs(
+            u64::try_from(self.jobs.lease().seconds / 3)
+                .unwrap_or(1)
+                .max(1),
+        );
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = shutdown.cancelled() => return,
+            }
+            loop {
+                match self
+                    .jobs
+                    .db()
+                    .claim_orphaned_stream(self.jobs.lease())
+                    .await
+                {
+                    Ok(Some(job)) => {
+                        tracing::warn!(
+                            job = job.id,
+                            from = job.locked_by,
+                            "taking over a stream whose node stopped"
+                        );
+                        tokio::spawn(Arc::clone(&self).settle(job));
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::error!(error = %e, "looking for orphaned streams failed");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Finalizes an interrupted stream from its spool on this node, else from
+    /// its checkpoints, else fails and refunds it.
+    async fn settle(self: Arc<Self>, job: Job) {
+        let spool = SpoolDir::of_job(&self.config.spool_dir, job.id, &job.task_id);
+        let meta = match spool.meta() {
+            Ok(meta) => Some(meta),
+            Err(_) => match Checkpoints::of_job(job.id, &job.task_id)
+                .restore(self.jobs.files(), &spool)
+                .await
+            {
+                Ok(meta) => meta,
+                Err(e) => {
+                    tracing::error!(job = job.id, error = %e, "restoring a stream's checkpoints failed");
+                    None
+                }
+            },
+        };
+        let Some(meta) = meta else {
+            spool.remove();
+            if let Err(e) = self
+                .jobs
+                .db()
+                .fail_job(
+                    &job,
+                    "the server stopped before the stream's audio was kept",
+                )
+                .await
+            {
+                tracing::error!(job = job.id, error = %e, "failing the stream job failed");
+            }
+            forget(&self.jobs, &job).await;
+            return;
+        };
+        self.replay(job, spool, meta).await;
     }
 
     async fn replay(self: Arc<Self>, job: Job, spool: SpoolDir, meta: SpoolMeta) {
@@ -95,6 +173,7 @@ impl Live {
                 {
                     tracing::error!(job = job.id, error = %e, "failing the stream job failed");
                 }
+                forget(&self.jobs, &job).await;
             }
         }
     }

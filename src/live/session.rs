@@ -8,9 +8,10 @@ use std::time::Instant;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, oneshot};
 
 use super::analysis::{Analysed, AnalysisError, Command};
+use super::checkpoint::Checkpointing;
 use super::credits::CreditMeter;
 use super::event::{Completed, Event};
-use super::finalize::finalize;
+use super::finalize::{finalize, forget};
 use super::input::InputDecoder;
 use super::spec::StreamFormat;
 use super::spool::{SpoolDir, SpoolMeta};
@@ -29,6 +30,7 @@ pub struct Session<M> {
     pub(super) job: Job,
     pub(super) spool: SpoolDir,
     pub(super) meta: SpoolMeta,
+    pub(super) checkpointing: Checkpointing,
     pub(super) step_ms: u64,
     pub(super) decoder: InputDecoder,
     pub(super) credits: CreditMeter,
@@ -115,6 +117,7 @@ impl<M: From<Event> + Send + 'static> Session<M> {
             job,
             spool,
             meta,
+            checkpointing,
             commands,
             analysed,
             credits,
@@ -123,6 +126,7 @@ impl<M: From<Event> + Send + 'static> Session<M> {
             ..
         } = self;
         drop(commands);
+        checkpointing.stop().await;
         let diarization = match analysed.await {
             Ok(Ok(analysed)) => analysed.diarization,
             outcome => {
@@ -134,6 +138,7 @@ impl<M: From<Event> + Send + 'static> Session<M> {
                 jobs.db()
                     .fail_job(&job, "the stream's analysis failed")
                     .await?;
+                forget(&jobs, &job).await;
                 return Err(LiveError::AnalysisStopped);
             }
         };

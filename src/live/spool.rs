@@ -19,7 +19,7 @@ use crate::output::{BlockSource, OutputError};
 
 const META_FILE: &str = "session.json";
 const AUDIO_FILE: &str = "audio.f32";
-const BYTES_PER_SAMPLE: usize = 4;
+pub const BYTES_PER_SAMPLE: usize = 4;
 /// Frames per block read back for the tracks.
 const READ_FRAMES: usize = 16_384;
 
@@ -46,13 +46,23 @@ impl SpoolDir {
 
     /// Creates the folder and its settings file, and opens the audio for appending.
     pub fn create(&self, meta: &SpoolMeta) -> io::Result<SpoolWriter> {
-        fs::create_dir_all(&self.0)?;
-        fs::write(self.0.join(META_FILE), serde_json::to_vec(meta)?)?;
-        let file = File::create(self.0.join(AUDIO_FILE))?;
+        self.prepare(meta)?;
+        let file = File::create(self.audio_path())?;
         Ok(SpoolWriter {
             file: BufWriter::new(file),
             bytes: Vec::new(),
         })
+    }
+
+    /// The folder and its settings file, for audio written by someone else.
+    pub fn prepare(&self, meta: &SpoolMeta) -> io::Result<()> {
+        fs::create_dir_all(&self.0)?;
+        fs::write(self.0.join(META_FILE), serde_json::to_vec(meta)?)
+    }
+
+    /// The audio: interleaved f32 LE at the stream's rate.
+    pub fn audio_path(&self) -> PathBuf {
+        self.0.join(AUDIO_FILE)
     }
 
     pub fn meta(&self) -> io::Result<SpoolMeta> {
@@ -60,7 +70,7 @@ impl SpoolDir {
     }
 
     pub fn reader(&self, channels: u16) -> io::Result<SpoolReader> {
-        let file = File::open(self.0.join(AUDIO_FILE))?;
+        let file = File::open(self.audio_path())?;
         let samples = READ_FRAMES * usize::from(channels);
         Ok(SpoolReader {
             file: BufReader::new(file),

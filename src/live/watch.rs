@@ -36,6 +36,11 @@ impl Watchers {
         (feed.user_id == user_id).then(|| (feed.ready.clone(), feed.events.subscribe()))
     }
 
+    /// Whether a session with this id runs on this node.
+    pub fn runs(&self, session_id: &str) -> bool {
+        self.sessions.contains_key(session_id)
+    }
+
     /// Opens the feed of a starting session; it closes when the guard drops.
     pub(super) fn open(
         self: &Arc<Self>,

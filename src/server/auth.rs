@@ -181,7 +181,7 @@ pub async fn require_caller(
         request.method(),
         matched.as_str()
     );
-    let quota = match state.limits.check(&bucket) {
+    let quota = match state.limits.check(&bucket).await {
         Ok(quota) => quota,
         Err(limited) => {
             discard_body(request.into_body()).await;

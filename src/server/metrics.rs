@@ -75,7 +75,7 @@ pub async fn upkeep(
             () = shutdown.cancelled() => return,
         }
         handle.run_upkeep();
-        limits.forget_idle();
+        limits.forget_idle().await;
         match db.count_jobs_by_status().await {
             Ok(counts) => {
                 for status in JobStatus::ALL {

@@ -1,8 +1,13 @@
-//! Requests per minute per caller and endpoint (GCRA through `governor`), with
-//! the `RateLimit-*` headers of draft-ietf-httpapi-ratelimit-headers.
+//! Requests per minute per caller and endpoint, with the `RateLimit-*`
+//! headers of draft-ietf-httpapi-ratelimit-headers.
+//!
+//! One node (SQLite) counts in memory: GCRA through `governor`, no I/O per
+//! request. A cluster (Postgres) counts in the database, so N per minute is N
+//! across all nodes: one upsert per request, in fixed windows of a minute
+//! that start at a bucket's first request (`db::rate_limit`).
 
 use std::num::NonZeroU32;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -11,13 +16,23 @@ use governor::middleware::StateInformationMiddleware;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::error::ApiError;
+use crate::db::{Backend, Db};
 
 type Limiter = DefaultKeyedRateLimiter<String, StateInformationMiddleware>;
 
+const WINDOW: Duration = Duration::from_secs(60);
+
 pub struct RateLimits {
-    limiter: Limiter,
-    clock: DefaultClock,
+    counter: Counter,
     per_minute: u32,
+}
+
+enum Counter {
+    Local {
+        limiter: Limiter,
+        clock: DefaultClock,
+    },
+    Shared(Db),
 }
 
 /// Where a caller stands after an allowed request.
@@ -34,39 +49,95 @@ pub struct Limited {
 }
 
 impl RateLimits {
-    pub fn per_minute(per_minute: NonZeroU32) -> Self {
+    /// In memory on SQLite, in the database on Postgres.
+    pub fn new(db: &Db, per_minute: NonZeroU32) -> Self {
+        let counter = match db.backend() {
+            Backend::Sqlite => Counter::Local {
+                limiter: RateLimiter::keyed(Quota::per_minute(per_minute))
+                    .with_middleware::<StateInformationMiddleware>(),
+                clock: DefaultClock::default(),
+            },
+            Backend::Postgres => Counter::Shared(db.clone()),
+        };
         Self {
-            limiter: RateLimiter::keyed(Quota::per_minute(per_minute))
-                .with_middleware::<StateInformationMiddleware>(),
-            clock: DefaultClock::default(),
+            counter,
             per_minute: per_minute.get(),
         }
     }
 
-    pub fn check(&self, bucket: &str) -> Result<Allowed, Limited> {
-        match self.limiter.check_key(&bucket.to_owned()) {
-            Ok(state) => {
-                let remaining = state.remaining_burst_capacity();
-                let quota = state.quota();
-                let used = quota.burst_size().get() - remaining;
-                Ok(Allowed {
-                    limit: self.per_minute,
-                    remaining,
-                    reset: quota.replenish_interval() * used,
-                })
+    pub async fn check(&self, bucket: &str) -> Result<Allowed, Limited> {
+        let limit = self.per_minute;
+        match &self.counter {
+            Counter::Local { limiter, clock } => match limiter.check_key(&bucket.to_owned()) {
+                Ok(state) => {
+                    let remaining = state.remaining_burst_capacity();
+                    let quota = state.quota();
+                    let used = quota.burst_size().get() - remaining;
+                    Ok(Allowed {
+                        limit,
+                        remaining,
+                        reset: quota.replenish_interval() * used,
+                    })
+                }
+                Err(not_until) => Err(Limited {
+                    limit,
+                    retry_after: not_until.wait_time_from(clock.now()),
+                }),
+            },
+            Counter::Shared(db) => {
+                let now = unix_millis();
+                let window = WINDOW.as_millis() as i64;
+                let count = match db.count_request(bucket, now, window).await {
+                    Ok(count) => count,
+                    Err(e) => {
+                        // An unreachable database fails the request anyway; do
+                        // not turn a counting hiccup into a refusal.
+                        tracing::warn!(error = %e, "counting a request failed; let through");
+                        return Ok(Allowed {
+                            limit,
+                            remaining: limit,
+                            reset: WINDOW,
+                        });
+                    }
+                };
+                let reset = Duration::from_millis(u64::try_from(count.ends_ms - now).unwrap_or(0));
+                if count.hits > i64::from(limit) {
+                    Err(Limited {
+                        limit,
+                        retry_after: reset,
+                    })
+                } else {
+                    Ok(Allowed {
+                        limit,
+                        remaining: limit - u32::try_from(count.hits).unwrap_or(limit),
+                        reset,
+                    })
+                }
             }
-            Err(not_until) => Err(Limited {
-                limit: self.per_minute,
-                retry_after: not_until.wait_time_from(self.clock.now()),
-            }),
         }
     }
 
-    /// Forgets callers whose buckets are full again, bounding memory.
-    pub fn forget_idle(&self) {
-        self.limiter.retain_recent();
-        self.limiter.shrink_to_fit();
+    /// Forgets callers whose buckets are full again, bounding memory (or the table).
+    pub async fn forget_idle(&self) {
+        match &self.counter {
+            Counter::Local { limiter, .. } => {
+                limiter.retain_recent();
+                limiter.shrink_to_fit();
+            }
+            Counter::Shared(db) => {
+                let before = unix_millis() - WINDOW.as_millis() as i64;
+                if let Err(e) = db.forget_rate_windows(before).await {
+                    tracing::warn!(error = %e, "forgetting old rate-limit windows failed");
+                }
+            }
+        }
     }
+}
+
+fn unix_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as i64)
 }
 
 impl Allowed {

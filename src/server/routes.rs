@@ -19,8 +19,25 @@ use whip::MAX_OFFER_BYTES;
 
 use super::AppState;
 use super::auth::require_caller;
+use super::forward;
 
 pub fn router(state: AppState) -> Router<AppState> {
+    // Sessions running on another node are answered by that node.
+    let session_routes = Router::new()
+        .route(
+            "/api/v1/speaker/stream/{session_id}/events",
+            get(events::watch),
+        )
+        .route(
+            "/api/v1/speaker/whip/{session_id}",
+            axum::routing::patch(whip::trickle)
+                .delete(whip::delete)
+                .layer(DefaultBodyLimit::max(MAX_OFFER_BYTES)),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            forward::to_session_owner,
+        ));
     let authenticated = Router::new()
         .route(
             "/api/v1/speaker/extract",
@@ -45,19 +62,10 @@ pub fn router(state: AppState) -> Router<AppState> {
         // A WebSocket authenticates after the upgrade, so it can say why it refuses.
         .route("/api/v1/speaker/stream", get(stream::connect))
         // Live routes authenticate themselves: they also take stream tokens and query keys.
-        .route(
-            "/api/v1/speaker/stream/{session_id}/events",
-            get(events::watch),
-        )
+        .merge(session_routes)
         .route(
             "/api/v1/speaker/whip",
             post(whip::offer).layer(DefaultBodyLimit::max(MAX_OFFER_BYTES)),
-        )
-        .route(
-            "/api/v1/speaker/whip/{session_id}",
-            axum::routing::patch(whip::trickle)
-                .delete(whip::delete)
-                .layer(DefaultBodyLimit::max(MAX_OFFER_BYTES)),
         )
         // Signed links carry their own authorization.
         .route("/api/v1/files/{job_id}/{name}", get(files::download))

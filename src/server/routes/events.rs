@@ -40,6 +40,7 @@ pub async fn watch(
     state
         .limits
         .check(&format!("{} {ROUTE}", caller.identity))
+        .await
         .map_err(|_| {
             ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,

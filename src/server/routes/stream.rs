@@ -187,6 +187,7 @@ async fn open(
     if state
         .limits
         .check(&format!("{} {ROUTE}", caller.identity))
+        .await
         .is_err()
     {
         return Err(Failure::new(

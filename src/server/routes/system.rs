@@ -15,16 +15,23 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Ready when the database answers (the engine is loaded before serving starts).
+/// Ready when the database answers and the node takes new live sessions
+/// (the engine is loaded before serving starts): a load balancer sends new
+/// streams elsewhere while a node is full or draining.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    if state.jobs.db().ping().await {
-        (StatusCode::OK, Json(json!({ "status": "ready" })))
-    } else {
+    let unavailable = |detail: &str| {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "unavailable", "detail": "database unreachable" })),
+            Json(json!({ "status": "unavailable", "detail": detail })),
         )
+    };
+    if let Some(reason) = state.live.refuses_new_sessions() {
+        return unavailable(reason);
     }
+    if !state.jobs.db().ping().await {
+        return unavailable("database unreachable");
+    }
+    (StatusCode::OK, Json(json!({ "status": "ready" })))
 }
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

@@ -108,7 +108,7 @@ pub async fn offer(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let caller = live_caller(&state, &headers, &QueryCredentials::default()).await?;
-    rate_limit(&state, &caller)?;
+    rate_limit(&state, &caller).await?;
     require_content_type(&headers, SDP)?;
     let sdp = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::bad_request("Invalid SDP offer: not UTF-8"))?;
@@ -307,10 +307,11 @@ fn gone() -> ApiError {
     )
 }
 
-fn rate_limit(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
+async fn rate_limit(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
     state
         .limits
         .check(&format!("{} {ROUTE}", caller.identity))
+        .await
         .map(|_| ())
         .map_err(|_| {
             refused("rate_limited");
