@@ -68,7 +68,10 @@ wait_for() {
 
 echo "==> PostgreSQL"
 mkdir "$DIR/pg"
-[ "$(id -u)" -eq 0 ] && chown postgres "$DIR/pg"
+if [ "$(id -u)" -eq 0 ]; then
+    chmod 711 "$DIR"    # mktemp's 0700 would keep the postgres user out
+    chown postgres "$DIR/pg"
+fi
 PG_PORT="$(free_port)"
 as_postgres "$PG_BIN/initdb" -D "$DIR/pg/data" -U postgres --auth=trust -E UTF8 --locale=C --no-sync >/dev/null
 as_postgres "$PG_BIN/pg_ctl" -D "$DIR/pg/data" -l "$DIR/pg/postgres.log" -w \
