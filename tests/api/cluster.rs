@@ -30,7 +30,11 @@ fn completions(nodes: &[&Server]) -> BTreeMap<i64, Vec<usize>> {
             let id = line
                 .split("job=")
                 .nth(1)
-                .map(|rest| rest.chars().take_while(char::is_ascii_digit).collect::<String>())
+                .map(|rest| {
+                    rest.chars()
+                        .take_while(char::is_ascii_digit)
+                        .collect::<String>()
+                })
                 .and_then(|digits| digits.parse().ok())
                 .unwrap_or_else(|| panic!("a `job completed` line names its job=ID: {line}"));
             done.entry(id).or_default().push(node);
@@ -51,7 +55,11 @@ fn completed_once(nodes: &[&Server], ids: &[i64]) -> BTreeMap<i64, usize> {
     );
     done.into_iter()
         .map(|(id, by)| {
-            assert_eq!(by.len(), 1, "job {id} completed more than once, by nodes {by:?}");
+            assert_eq!(
+                by.len(),
+                1,
+                "job {id} completed more than once, by nodes {by:?}"
+            );
             (id, by[0])
         })
         .collect()
@@ -178,7 +186,11 @@ async fn a_download_link_signed_by_one_node_downloads_from_another() {
     let mut elsewhere = Url::parse(&on_signer).expect("a download URL");
     let node = other.socket_addr();
     elsewhere.set_port(Some(node.port())).expect("an http URL");
-    assert_ne!(elsewhere.as_str(), on_signer, "the link goes to another node");
+    assert_ne!(
+        elsewhere.as_str(),
+        on_signer,
+        "the link goes to another node"
+    );
 
     let what = format!("track {label} of job {id} from another node");
     let (_, bytes) = download(&other, elsewhere.as_str(), &what).await;
@@ -349,7 +361,10 @@ async fn a_live_session_whose_node_dies_is_finalized_by_another_from_its_checkpo
          than was sent ({sent_seconds} s): {duration} s"
     );
     let speakers = job["result"]["speakers"].as_array().expect("speakers");
-    assert!(!speakers.is_empty(), "the finalized job has speakers: {job:#}");
+    assert!(
+        !speakers.is_empty(),
+        "the finalized job has speakers: {job:#}"
+    );
     for speaker in speakers {
         let url = speaker["download_url"].as_str().expect("a track URL");
         let what = format!("job {job_id} track {}", speaker["label"]);

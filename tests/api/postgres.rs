@@ -74,7 +74,10 @@ fn start() -> String {
     if as_root {
         run(
             Command::new("chown").arg(OS_USER).arg(&dir),
-            &format!("chown {OS_USER} {} (is Debian's postgresql installed?)", dir.display()),
+            &format!(
+                "chown {OS_USER} {} (is Debian's postgresql installed?)",
+                dir.display()
+            ),
         );
     }
     let postgres = |program: &str| -> Command {

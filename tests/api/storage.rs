@@ -14,11 +14,7 @@ const PREFIX: &str = "tenant-a";
 async fn job_files_live_in_s3_compatible_storage_when_configured() {
     let s3 = S3Server::start().await;
     let storage_url = format!("s3://{BUCKET}/{PREFIX}");
-    let server = Server::start_with(
-        true,
-        &["--storage-url", &storage_url],
-        &s3.env(),
-    );
+    let server = Server::start_with(true, &["--storage-url", &storage_url], &s3.env());
     let user = server.create_user(1_000_000);
 
     let id = Submission::extract()
