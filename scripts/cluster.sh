@@ -105,7 +105,7 @@ for i in $(seq "$NODES"); do
     wait_for 120 "node $i ($url)" curl -sf "$url/healthz"
 done
 
-USER_JSON="$("$BIN" admin create-user --database-url "$DATABASE_URL" --credits 1000000 --json)"
+USER_JSON="$(WHOSPOKE_LOG=warn "$BIN" admin create-user --database-url "$DATABASE_URL" --credits 1000000 --json)"
 API_KEY="$(printf '%s' "$USER_JSON" | python3 -c 'import json, sys; print(json.load(sys.stdin)["api_key"])')"
 
 cat <<EOF

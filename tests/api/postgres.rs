@@ -123,8 +123,9 @@ fn start() -> String {
     format!("postgres://postgres@127.0.0.1:{port}/postgres")
 }
 
-/// Spawns a detached shell that, once this process is gone, stops the server at once and
-/// removes its directory. Its own process group keeps it alive through a Ctrl-C.
+/// Leaves a watchdog shell behind that, once this process is gone, stops the server at once
+/// and removes its directory. It runs in the background of a shell that exits at once, so
+/// init adopts it, and in a process group of its own, so a Ctrl-C does not reach it.
 fn watch(dir: &Path, data: &Path, as_root: bool) {
     let pg_ctl = bin("pg_ctl");
     let stop = if as_root {
@@ -132,21 +133,25 @@ fn watch(dir: &Path, data: &Path, as_root: bool) {
     } else {
         format!("'{}'", pg_ctl.display())
     };
-    let script = format!(
-        "while kill -0 {parent} 2>/dev/null; do sleep 1; done; \
-         {stop} -D '{data}' stop -m immediate; rm -rf '{dir}'",
+    let watchdog = format!(
+        "(while kill -0 {parent} 2>/dev/null; do sleep 1; done; \
+         {stop} -D '{data}' stop -m immediate; rm -rf '{dir}') &",
         parent = std::process::id(),
         data = data.display(),
         dir = dir.display(),
     );
-    Command::new("sh")
-        .args(["-c", &script])
+    let spawned = Command::new("sh")
+        .args(["-c", &watchdog])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .process_group(0)
-        .spawn()
-        .expect("spawn the PostgreSQL watchdog");
+        .status()
+        .expect("run sh for the PostgreSQL watchdog");
+    assert!(
+        spawned.success(),
+        "starting the PostgreSQL watchdog: {spawned}"
+    );
 }
 
 fn run(command: &mut Command, what: &str) {
