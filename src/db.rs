@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod rate_limit;
 pub mod sessions;
 pub mod settings;
+pub mod stream_tokens;
 
 use std::path::Path;
 use std::str::FromStr;

@@ -14,8 +14,9 @@ CREATE TABLE settings (
 );
 
 -- Requests per rate-limit bucket in the window that started at window_start
--- (unix milliseconds).
-CREATE TABLE rate_limits (
+-- (unix milliseconds). Unlogged: a count costs no WAL flush, and a database
+-- crash only forgets the current minute's counts.
+CREATE UNLOGGED TABLE rate_limits (
     bucket TEXT PRIMARY KEY NOT NULL,
     window_start BIGINT NOT NULL,
     hits BIGINT NOT NULL
@@ -31,3 +32,12 @@ CREATE TABLE live_sessions (
     created_at TEXT NOT NULL
 );
 CREATE INDEX live_sessions_by_job ON live_sessions (job_id);
+
+-- Single-use stream tokens (SHA-256 of the token), redeemable on any node;
+-- expires_at in unix seconds.
+CREATE TABLE stream_tokens (
+    token_hash TEXT PRIMARY KEY NOT NULL,
+    user_id TEXT NOT NULL,
+    identity TEXT NOT NULL,
+    expires_at BIGINT NOT NULL
+);

@@ -31,3 +31,12 @@ CREATE TABLE live_sessions (
     created_at TEXT NOT NULL
 );
 CREATE INDEX live_sessions_by_job ON live_sessions (job_id);
+
+-- Single-use stream tokens (SHA-256 of the token), redeemable on any node;
+-- expires_at in unix seconds.
+CREATE TABLE stream_tokens (
+    token_hash TEXT PRIMARY KEY NOT NULL,
+    user_id TEXT NOT NULL,
+    identity TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);

@@ -280,9 +280,10 @@ async fn serve(args: Args) -> Result<(), String> {
         jobs: Arc::clone(&jobs),
         whip: Arc::new(whip),
         live: Arc::clone(&live),
-        stream_tokens: Arc::new(StreamTokens::new(Duration::from_secs(
-            args.stream_token_ttl_seconds,
-        ))),
+        stream_tokens: Arc::new(StreamTokens::new(
+            db.clone(),
+            Duration::from_secs(args.stream_token_ttl_seconds),
+        )),
         auth: Arc::new(Authenticator::new(db.clone(), jwt_keys(&args)?)),
         limits: Arc::clone(&limits),
         signer: Arc::new(UrlSigner::new(&signing_secret)),

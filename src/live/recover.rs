@@ -155,7 +155,10 @@ impl Live {
                     .await
                     .is_ok()
                 {
-                    tracing::warn!(job = job.id, "interrupted stream finalized from its spool");
+                    tracing::warn!(
+                        job = job.id,
+                        "interrupted stream finalized from what was kept"
+                    );
                 }
             }
             outcome => {

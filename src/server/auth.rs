@@ -116,7 +116,7 @@ pub async fn live_caller(
     query: &QueryCredentials,
 ) -> Result<Caller, ApiError> {
     if let Some(token) = bearer(headers).filter(|b| b.starts_with(STREAM_TOKEN_PREFIX)) {
-        return redeem(state, token);
+        return redeem(state, token).await;
     }
     if headers.contains_key("x-api-key") || headers.contains_key("authorization") {
         return state.auth.authenticate(headers).await;
@@ -129,15 +129,16 @@ pub async fn live_caller(
         return state.auth.authenticate(&from_query).await;
     }
     match &query.token {
-        Some(token) => redeem(state, token),
+        Some(token) => redeem(state, token).await,
         None => Err(ApiError::unauthorized("Not authenticated")),
     }
 }
 
-fn redeem(state: &AppState, token: &str) -> Result<Caller, ApiError> {
+async fn redeem(state: &AppState, token: &str) -> Result<Caller, ApiError> {
     state
         .stream_tokens
         .redeem(token)
+        .await?
         .ok_or_else(|| ApiError::unauthorized("Invalid, used or expired stream token"))
 }
 

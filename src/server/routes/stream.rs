@@ -48,10 +48,7 @@ pub async fn token(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
 ) -> Result<Json<Value>, ApiError> {
-    let token = state
-        .stream_tokens
-        .issue(caller)
-        .map_err(ApiError::internal)?;
+    let token = state.stream_tokens.issue(&caller).await?;
     Ok(Json(json!({
         "token": token,
         "expires_in": state.stream_tokens.ttl().as_secs(),

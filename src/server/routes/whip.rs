@@ -189,7 +189,14 @@ pub async fn offer(
     let mut response = (StatusCode::CREATED, answer).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(SDP));
-    let location = format!("/api/v1/speaker/whip/{session_id}");
+    // With a public URL, the Location names this node (its session lives here);
+    // without one it is relative, and another node would forward to this one.
+    let node = state
+        .config
+        .public_url
+        .as_deref()
+        .map_or("", |url| url.trim_end_matches('/'));
+    let location = format!("{node}/api/v1/speaker/whip/{session_id}");
     for (name, value) in [
         (header::LOCATION, location),
         (header::ETAG, format!("\"{session_id}\"")),
