@@ -6,8 +6,9 @@
 # Idempotent: a second run only checks and finishes in seconds.
 #   1. Debian packages the build and tests need: cmake (the opus crate builds libopus),
 #      a C compiler, pkg-config, ffmpeg (fallback decoder, test fixtures), chromium
-#      (headless, for the browser page tests), python3-venv
-#      (only for Debian's own python3). Installed with apt-get only when missing.
+#      (headless, for the browser page tests), postgresql (the tests and scripts/cluster.sh
+#      run throwaway clusters of their own with pg_ctl; none uses the system service),
+#      python3-venv (only for Debian's own python3). Installed with apt-get only when missing.
 #   2. Python venv .venv with the DER scorer's pinned deps (../shared/tools/der.py).
 #   3. ONNX Runtime 1.31.1 shared library, taken from the PyPI wheel, into
 #      .onnxruntime/libonnxruntime.so.1.31.1 (where src/runtime.rs looks for it).
@@ -43,7 +44,7 @@ for arg in "$@"; do
     case "$arg" in
         --no-apt) DO_APT=0 ;;
         --no-build) DO_BUILD=0 ;;
-        -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "setup.sh: unknown option: $arg (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -86,12 +87,13 @@ want_pkg cmake
 want_pkg pkg-config
 want_pkg ffmpeg
 want_pkg chromium   # headless, for the browser page tests (tests/web)
+want_pkg postgresql # initdb/pg_ctl for the tests' throwaway clusters and scripts/cluster.sh
 command -v cc >/dev/null 2>&1 || want_pkg gcc
 command -v "$PYTHON" >/dev/null 2>&1 || want_pkg python3
 if needs_debian_venv_pkg; then want_pkg python3-venv; fi
 
 if [ "${#missing[@]}" -eq 0 ]; then
-    note "apt: nothing to install (cmake, pkg-config, ffmpeg, chromium, C compiler present)"
+    note "apt: nothing to install (cmake, pkg-config, ffmpeg, chromium, postgresql, C compiler present)"
 elif [ "$DO_APT" -eq 0 ]; then
     die "missing Debian packages: ${missing[*]} (--no-apt given). Install them with:
     apt-get update && apt-get install -y --no-install-recommends ${missing[*]}"
@@ -216,4 +218,4 @@ fi
 echo
 echo "whospoke setup done:"
 for line in "${SUMMARY[@]}"; do echo "  - $line"; done
-echo "Next: cargo test --release"
+echo "Next: scripts/test.sh"

@@ -2,16 +2,20 @@
 //! loopback, real audio (tests/data/sample.wav: 30 s, two speakers), no mocks.
 //!
 //! Every test starts its own server on a free port with a fresh data directory
-//! (`server.rs`); `whospoke admin` makes its users.
+//! (`server.rs`); `whospoke admin` makes its users. `cluster.rs` runs several nodes on one
+//! PostgreSQL database (`postgres.rs`) and one S3 bucket (`s3.rs`, moto).
 
 mod audio;
 mod checks;
 mod client;
 mod media;
+mod postgres;
 mod pytest;
+mod s3;
 mod server;
 
 mod auth;
+mod cluster;
 mod downloads;
 mod durability;
 mod errors;

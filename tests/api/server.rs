@@ -3,9 +3,14 @@
 //!
 //! Each `Server` owns a fresh temporary directory holding its `--data-dir` (`data/`) and the
 //! server's stderr (`server.log`). When a test fails, the tail of that log is printed.
+//!
+//! `WHOSPOKE_TEST_DATABASE=postgres` gives every server a fresh database on the test
+//! PostgreSQL (`postgres.rs`) instead of SQLite in its data directory, so the same suite runs
+//! on both. A [`Cluster`] starts nodes that share one database and one S3 bucket.
 
 use std::fs::OpenOptions;
 use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -16,6 +21,8 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::client::{WithKey, expect_json};
+use crate::postgres;
+use crate::s3::{BUCKET, S3Server};
 
 /// How long the binary may take to print its `listening` line (it loads two ONNX models).
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
@@ -28,9 +35,31 @@ const EXIT_MARGIN: Duration = Duration::from_secs(90);
 /// Unless a test sets its own, the rate limit is out of the way (polling sends many requests).
 const UNLIMITED_RATE: &str = "1000000";
 const LOG_TAIL_LINES: usize = 80;
+/// Cluster nodes' job leases: a dead node's work moves on within a test.
+pub const LEASE_SECONDS: u64 = 4;
+/// Cluster nodes' live-session checkpoints to the bucket.
+pub const CHECKPOINT_SECONDS: u64 = 2;
 
 pub fn project_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A loopback port nothing listens on (for helpers that cannot take port 0).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// The `--database-url` that `WHOSPOKE_TEST_DATABASE` asks for: none (SQLite in the data
+/// directory, the default) or a fresh PostgreSQL database.
+fn test_database() -> Option<String> {
+    match std::env::var("WHOSPOKE_TEST_DATABASE").as_deref() {
+        Err(_) | Ok("sqlite") => None,
+        Ok("postgres") => Some(postgres::database_url()),
+        Ok(other) => panic!("WHOSPOKE_TEST_DATABASE is sqlite or postgres, not {other:?}"),
+    }
 }
 
 /// A user made with `whospoke admin create-user`.
@@ -45,6 +74,8 @@ pub struct Server {
     pub base: String,
     dir: TempDir,
     args: Vec<String>,
+    /// `--database-url`, when not the default SQLite file in the data directory.
+    database_url: Option<String>,
     envs: Vec<(String, String)>,
     child: Option<Child>,
     http: reqwest::Client,
@@ -66,10 +97,20 @@ impl Server {
         if !extra.contains(&"--rate-limit-per-minute") {
             args.extend(["--rate-limit-per-minute".into(), UNLIMITED_RATE.into()]);
         }
+        if !extra.contains(&"--database-url")
+            && let Some(url) = test_database()
+        {
+            args.extend(["--database-url".into(), url]);
+        }
+        let database_url = args
+            .iter()
+            .position(|arg| arg == "--database-url")
+            .map(|i| args[i + 1].clone());
         let mut server = Server {
             base: String::new(),
             dir,
             args,
+            database_url,
             envs: envs
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -114,6 +155,8 @@ impl Server {
                 "WHOSPOKE_LOG",
                 std::env::var("WHOSPOKE_LOG").unwrap_or_else(|_| "info".to_string()),
             )
+            // Plain text: tests read the log.
+            .env("NO_COLOR", "1")
             .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -198,20 +241,30 @@ impl Server {
         self.spawn();
     }
 
+    /// Everything the server has logged (its stderr), across restarts.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
     fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let text = self.log();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
     }
 
     // ----- admin CLI -----------------------------------------------------------------------
 
-    /// `whospoke admin --data-dir D ARGS... --json`, parsed.
+    /// `whospoke admin --data-dir D [--database-url U] ARGS... --json`, parsed.
     pub fn admin(&self, args: &[&str]) -> Value {
+        let database = self
+            .database_url
+            .as_deref()
+            .map(|url| ["--database-url", url]);
         let output = Command::new(env!("CARGO_BIN_EXE_whospoke"))
             .arg("admin")
             .arg("--data-dir")
             .arg(self.data_dir())
+            .args(database.iter().flatten())
             .args(args)
             .arg("--json")
             .current_dir(project_dir())
@@ -359,5 +412,49 @@ impl Drop for Server {
                 self.log_tail()
             );
         }
+    }
+}
+
+/// Nodes of one cluster, as in production behind a load balancer: each its own process and
+/// data directory, all on one PostgreSQL database and one S3 bucket (moto).
+pub struct Cluster {
+    database_url: String,
+    storage_url: String,
+    s3: S3Server,
+}
+
+impl Cluster {
+    pub async fn start() -> Cluster {
+        Cluster {
+            database_url: postgres::database_url(),
+            storage_url: format!("s3://{BUCKET}/cluster"),
+            s3: S3Server::start().await,
+        }
+    }
+
+    /// `whospoke serve --role ROLE EXTRA...` on the cluster's database and bucket, with
+    /// short leases and checkpoints, one job at a time on one thread (the cores are shared).
+    /// No `--signing-secret`: the nodes share the one in the database.
+    pub fn node(&self, role: &str, extra: &[&str]) -> Server {
+        let lease = LEASE_SECONDS.to_string();
+        let checkpoint = CHECKPOINT_SECONDS.to_string();
+        let mut args = vec![
+            "--role",
+            role,
+            "--database-url",
+            &self.database_url,
+            "--storage-url",
+            &self.storage_url,
+            "--lease-seconds",
+            &lease,
+            "--live-checkpoint-seconds",
+            &checkpoint,
+            "--concurrent-jobs",
+            "1",
+            "--threads",
+            "1",
+        ];
+        args.extend(extra);
+        Server::start_with(true, &args, &self.s3.env())
     }
 }

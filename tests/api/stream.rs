@@ -98,7 +98,7 @@ impl Pcm {
         }
     }
 
-    fn s16le(&self) -> Vec<u8> {
+    pub fn s16le(&self) -> Vec<u8> {
         self.samples.iter().flat_map(|s| s.to_le_bytes()).collect()
     }
 
@@ -206,7 +206,7 @@ fn conversation() -> Reference {
 
 /// How a client proves who it is.
 #[derive(Clone, Copy, Debug)]
-enum Auth<'a> {
+pub enum Auth<'a> {
     None,
     /// `X-API-Key: KEY`
     Header(&'a str),
@@ -233,7 +233,7 @@ enum Incoming {
 
 /// One WebSocket connection to the stream endpoint. A reader task turns every text frame
 /// into JSON as it arrives; the test sends on `sink` meanwhile.
-struct WsSession {
+pub struct WsSession {
     sink: SplitSink<WebSocketStream<TcpStream>, Message>,
     incoming: mpsc::UnboundedReceiver<Incoming>,
     /// A second handle on the socket, to end TCP without a WebSocket close frame.
@@ -338,7 +338,7 @@ impl WsSession {
         })
     }
 
-    async fn connect(server: &Server, auth: Auth<'_>) -> WsSession {
+    pub async fn connect(server: &Server, auth: Auth<'_>) -> WsSession {
         WsSession::try_connect(server, auth)
             .await
             .unwrap_or_else(|e| panic!("GET {STREAM_PATH} with {auth:?}: the upgrade failed: {e}"))
@@ -363,7 +363,7 @@ impl WsSession {
         });
     }
 
-    async fn send_binary(&mut self, bytes: &[u8]) -> Result<(), tungstenite::Error> {
+    pub async fn send_binary(&mut self, bytes: &[u8]) -> Result<(), tungstenite::Error> {
         self.sink.send(Message::binary(bytes.to_vec())).await
     }
 
@@ -444,7 +444,7 @@ impl WsSession {
     }
 
     /// Sends `start` and returns the `ready` answer.
-    async fn start(&mut self, start: Value) -> Value {
+    pub async fn start(&mut self, start: Value) -> Value {
         self.send_json(&start)
             .await
             .unwrap_or_else(|e| panic!("sending {start} failed: {e}"));
@@ -524,7 +524,7 @@ impl WsSession {
     }
 }
 
-fn start_message(pcm: &Pcm, encoding: &str) -> Value {
+pub fn start_message(pcm: &Pcm, encoding: &str) -> Value {
     json!({
         "type": "start",
         "sample_rate": pcm.sample_rate,
@@ -568,7 +568,7 @@ fn label<'a>(value: &'a Value, field: &str) -> &'a str {
     text
 }
 
-fn job_id_of(message: &Value) -> i64 {
+pub fn job_id_of(message: &Value) -> i64 {
     message["job_id"]
         .as_i64()
         .unwrap_or_else(|| panic!("job_id should be an integer: {message}"))

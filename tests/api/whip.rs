@@ -39,14 +39,14 @@ use crate::client::{WithKey, expect_json};
 use crate::server::{Server, project_dir};
 use crate::stream::{Pcm, Reference, sample, whole_stream};
 
-const WHIP_PATH: &str = "/api/v1/speaker/whip";
+pub const WHIP_PATH: &str = "/api/v1/speaker/whip";
 const PLENTY: u64 = 1_000_000;
 /// Packets go out this many times faster than real time.
 const SPEED_UP: u32 = 4;
 const OPUS_PAYLOAD_TYPE: u8 = 111;
-const PACKET: Duration = Duration::from_millis(20);
+pub const PACKET: Duration = Duration::from_millis(20);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-const EVENT_TIMEOUT: Duration = Duration::from_secs(120);
+pub const EVENT_TIMEOUT: Duration = Duration::from_secs(120);
 /// The WHIP RTTM's DER may be this many times the WebSocket one's (the bound) …
 const DER_RATIO: f64 = 1.5;
 /// … plus this much, so two near-perfect results do not fail on a few frames.
@@ -80,18 +80,18 @@ impl PeerConnectionEventHandler for ClientEvents {
 
 /// A WHIP client as a browser is one: an audio track (unless `audio` is false) and an
 /// `events` data channel, offered with all its candidates.
-struct Client {
-    peer: Arc<dyn PeerConnection>,
+pub struct Client {
+    pub peer: Arc<dyn PeerConnection>,
     track: Option<Arc<TrackLocalStaticSample>>,
     ssrc: u32,
     state: watch::Receiver<RTCPeerConnectionState>,
     /// Every message of the data channel, as JSON.
-    channel: mpsc::UnboundedReceiver<Value>,
-    offer: String,
+    pub channel: mpsc::UnboundedReceiver<Value>,
+    pub offer: String,
 }
 
 impl Client {
-    async fn new(audio: bool) -> Client {
+    pub async fn new(audio: bool) -> Client {
         let mut media = MediaEngine::default();
         media
             .register_codec(
@@ -181,7 +181,7 @@ impl Client {
         }
     }
 
-    async fn answer(&mut self, sdp: String) {
+    pub async fn answer(&mut self, sdp: String) {
         let answer = RTCSessionDescription::answer(sdp).expect("the answer is valid SDP");
         self.peer
             .set_remote_description(answer)
@@ -198,7 +198,7 @@ impl Client {
     }
 
     /// Sends the packets as 20 ms RTP samples, `SPEED_UP` times faster than real time.
-    async fn send(&self, packets: &[Vec<u8>]) {
+    pub async fn send(&self, packets: &[Vec<u8>]) {
         self.send_losing(packets, None).await;
     }
 
@@ -243,7 +243,7 @@ async fn read_channel(channel: Arc<dyn DataChannel>, messages: mpsc::UnboundedSe
 }
 
 /// POSTs the offer; (status, headers, body).
-async fn post_offer(
+pub async fn post_offer(
     server: &Server,
     bearer: Option<&str>,
     content_type: &str,
@@ -262,7 +262,7 @@ async fn post_offer(
     (status, headers, response.text().await.unwrap_or_default())
 }
 
-fn header<'h>(headers: &'h reqwest::header::HeaderMap, name: &str) -> &'h str {
+pub fn header<'h>(headers: &'h reqwest::header::HeaderMap, name: &str) -> &'h str {
     headers
         .get(name)
         .unwrap_or_else(|| panic!("the 201 has a {name} header: {headers:?}"))
@@ -279,7 +279,7 @@ fn detail(body: &str) -> String {
 
 /// Collects a Server-Sent Events feed's messages until it closes; `subscribed` fires
 /// with the first one (`ready`), when the watcher is sure to see every later event.
-async fn sse_messages(url: String, key: String, subscribed: oneshot::Sender<()>) -> Vec<Value> {
+pub async fn sse_messages(url: String, key: String, subscribed: oneshot::Sender<()>) -> Vec<Value> {
     let response = reqwest::Client::new()
         .get(url)
         .header("X-API-Key", key)
@@ -414,7 +414,7 @@ fn score(reference: &Reference, hypotheses: &[&str]) -> Vec<f64> {
 }
 
 /// Waits for data channel messages until one matches.
-async fn until(
+pub async fn until(
     channel: &mut mpsc::UnboundedReceiver<Value>,
     seen: &mut Vec<Value>,
     want: impl Fn(&Value) -> bool,
