@@ -2,6 +2,7 @@
 # A local whospoke cluster for trying and testing (issue 13), everything on loopback:
 #
 #   scripts/cluster.sh [N]
+#   scripts/cluster.sh bench [JOBS [WORKERS]]
 #
 #   - PostgreSQL: a throwaway cluster (initdb + pg_ctl, as the postgres user when run as root)
 #   - S3: moto's server from .venv (scripts/setup.sh installs it), bucket "whospoke"
@@ -12,11 +13,20 @@
 # It prints the nodes' URLs and the API key, then waits. Ctrl-C (or SIGTERM) stops everything
 # and removes the temporary directory (logs included: look at them before stopping).
 #
+# `bench` starts only the PostgreSQL, runs the database benchmark on it
+# (examples/cluster_bench.rs: job claims per second with WORKERS concurrent workers, default 8,
+# over JOBS jobs, default 2000; the shared rate limiter's latency per request), and stops.
+#
 # Environment: WHOSPOKE_PG_BIN (PostgreSQL's bin dir, default /usr/lib/postgresql/15/bin),
 # WHOSPOKE_LOG (node log filter, default info).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BENCH=()
+if [ "${1:-}" = bench ]; then
+    BENCH=("${2:-2000}" "${3:-8}")
+    set -- 1
+fi
 NODES="${1:-3}"
 BIN="$ROOT/target/release/whospoke"
 MOTO="$ROOT/.venv/bin/moto_server"
@@ -78,6 +88,12 @@ as_postgres "$PG_BIN/pg_ctl" -D "$DIR/pg/data" -l "$DIR/pg/postgres.log" -w \
     -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $DIR/pg" start >/dev/null
 "$PG_BIN/psql" -X -q -d "postgres://postgres@127.0.0.1:$PG_PORT/postgres" -c 'CREATE DATABASE whospoke'
 DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/whospoke"
+
+if [ "${#BENCH[@]}" -gt 0 ]; then
+    echo "==> cargo run --release --example cluster_bench -- $DATABASE_URL ${BENCH[*]}"
+    (cd "$ROOT" && cargo run --release --quiet --example cluster_bench -- "$DATABASE_URL" "${BENCH[@]}")
+    exit 0
+fi
 
 echo "==> S3 (moto)"
 S3_PORT="$(free_port)"

@@ -20,7 +20,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, install_default_drivers};
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyPool, AssertSqlSafe, Executor};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -120,6 +120,22 @@ impl Db {
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
+}
+
+/// `UPDATE table SET set WHERE id = (the oldest row that is due) RETURNING *`:
+/// the one statement every claim (jobs, streams, webhook deliveries) is. On
+/// Postgres, concurrent claimers skip each other's candidate rows instead of
+/// queueing on them; SQLite has one writer at a time anyway.
+fn claim_oldest(backend: Backend, table: &str, set: &str, due: &str) -> AssertSqlSafe<String> {
+    let lock = match backend {
+        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        Backend::Sqlite => "",
+    };
+    // Only literals of this module go in: nothing here comes from a user.
+    AssertSqlSafe(format!(
+        "UPDATE {table} SET {set} WHERE id = (SELECT id FROM {table} WHERE {due} \
+         ORDER BY id LIMIT 1{lock}) RETURNING *"
+    ))
 }
 
 /// A database URL fit for messages: without its password.

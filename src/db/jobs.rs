@@ -30,7 +30,7 @@ use sqlx::{AnyConnection, Row};
 
 use super::accounts::ledger;
 use super::webhooks::queue_event;
-use super::{Backend, Db, DbError, now, unix_now};
+use super::{Db, DbError, claim_oldest, now, unix_now};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobStatus {
@@ -353,26 +353,14 @@ impl Db {
     /// Claims the oldest batch job that is PENDING, or PROCESSING under a
     /// lease that ran out (its node died), and marks it PROCESSING under `lease`.
     pub async fn claim_next_job(&self, lease: &Lease) -> Result<Option<Job>, DbError> {
-        // Postgres: concurrent workers skip each other's candidate rows instead
-        // of queueing on them. SQLite has one writer at a time anyway.
-        macro_rules! claim {
-            ($lock:literal) => {
-                concat!(
-                    "UPDATE jobs SET status = 'PROCESSING', attempts = attempts + 1, \
-                        locked_by = $1, lease_until = $2, updated_at = $3 \
-                     WHERE id = (SELECT id FROM jobs WHERE job_type != 'stream' \
-                        AND (status = 'PENDING' \
-                        OR (status = 'PROCESSING' AND COALESCE(lease_until, 0) < $4)) \
-                        ORDER BY id LIMIT 1",
-                    $lock,
-                    ") RETURNING *"
-                )
-            };
-        }
-        let sql = match self.backend {
-            Backend::Postgres => claim!(" FOR UPDATE SKIP LOCKED"),
-            Backend::Sqlite => claim!(""),
-        };
+        let sql = claim_oldest(
+            self.backend,
+            "jobs",
+            "status = 'PROCESSING', attempts = attempts + 1, locked_by = $1, \
+                lease_until = $2, updated_at = $3",
+            "job_type != 'stream' AND (status = 'PENDING' \
+                OR (status = 'PROCESSING' AND COALESCE(lease_until, 0) < $4))",
+        );
         let row = sqlx::query(sql)
             .bind(&lease.node_id)
             .bind(lease.until())
@@ -725,23 +713,12 @@ impl Db {
     /// Takes over one stream job whose node stopped renewing its lease, to
     /// finalize it from its checkpoints.
     pub async fn claim_orphaned_stream(&self, lease: &Lease) -> Result<Option<Job>, DbError> {
-        macro_rules! claim {
-            ($lock:literal) => {
-                concat!(
-                    "UPDATE jobs SET attempts = attempts + 1, locked_by = $1, lease_until = $2, \
-                        updated_at = $3 \
-                     WHERE id = (SELECT id FROM jobs WHERE job_type = 'stream' \
-                        AND status = 'PROCESSING' AND COALESCE(lease_until, 0) < $4 \
-                        ORDER BY id LIMIT 1",
-                    $lock,
-                    ") RETURNING *"
-                )
-            };
-        }
-        let sql = match self.backend {
-            Backend::Postgres => claim!(" FOR UPDATE SKIP LOCKED"),
-            Backend::Sqlite => claim!(""),
-        };
+        let sql = claim_oldest(
+            self.backend,
+            "jobs",
+            "attempts = attempts + 1, locked_by = $1, lease_until = $2, updated_at = $3",
+            "job_type = 'stream' AND status = 'PROCESSING' AND COALESCE(lease_until, 0) < $4",
+        );
         let row = sqlx::query(sql)
             .bind(&lease.node_id)
             .bind(lease.until())

@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::jobs::{Job, JobStatus, Lease};
-use super::{Backend, Db, DbError, now, unix_now};
+use super::{Db, DbError, claim_oldest, now, unix_now};
 
 /// Attempts before a delivery is given up.
 pub const MAX_ATTEMPTS: i64 = 5;
@@ -104,22 +104,12 @@ impl Db {
 
     /// Claims the oldest delivery that is due, under `lease`.
     pub async fn claim_delivery(&self, lease: &Lease) -> Result<Option<Delivery>, DbError> {
-        macro_rules! claim {
-            ($lock:literal) => {
-                concat!(
-                    "UPDATE webhook_deliveries SET lease_until = $1 \
-                     WHERE id = (SELECT id FROM webhook_deliveries WHERE status = 'pending' \
-                        AND next_attempt_at <= $2 AND COALESCE(lease_until, 0) < $2 \
-                        ORDER BY id LIMIT 1",
-                    $lock,
-                    ") RETURNING *"
-                )
-            };
-        }
-        let sql = match self.backend {
-            Backend::Postgres => claim!(" FOR UPDATE SKIP LOCKED"),
-            Backend::Sqlite => claim!(""),
-        };
+        let sql = claim_oldest(
+            self.backend,
+            "webhook_deliveries",
+            "lease_until = $1",
+            "status = 'pending' AND next_attempt_at <= $2 AND COALESCE(lease_until, 0) < $2",
+        );
         let row = sqlx::query(sql)
             .bind(unix_now() + lease.seconds)
             .bind(unix_now())

@@ -23,6 +23,8 @@ const LOST: &str = "lost";
 const IDLE_POLL: Duration = Duration::from_secs(1);
 /// How often a running job's claim is checked, so a cancel stops it quickly.
 const HOLD_CHECK: Duration = Duration::from_millis(500);
+/// How often a download looks at the cancel flag.
+const CANCEL_POLL: Duration = Duration::from_millis(100);
 
 /// Why a job failed, in words for its owner.
 #[derive(Debug, thiserror::Error)]
@@ -126,15 +128,19 @@ impl Worker {
             .join(format!("job-{}-{}", job.id, job.task_id));
         // A bug must fail the job, not strand it in PROCESSING until a restart.
         let run = AssertUnwindSafe(self.run_job(job, &dir, Arc::clone(&cancel))).catch_unwind();
+        // Cancelled, deleted or taken over: the run stops at its next window
+        // (or drops its download) and stores nothing. It is still awaited, so
+        // no model thread outlives the job.
+        let watch = async {
+            self.until_lost(job).await;
+            tracing::info!("the job was cancelled, deleted or taken over while running: stopping");
+            cancel.store(true, Ordering::Relaxed);
+            std::future::pending::<()>().await;
+        };
         let outcome = tokio::select! {
             outcome = run => outcome
                 .unwrap_or_else(|_| Err(JobError::Internal("the job panicked".into()))),
-            // Cancelled, deleted or taken over: the model threads stop at their
-            // next window, and nothing more is stored.
-            () = self.until_lost(job) => {
-                cancel.store(true, Ordering::Relaxed);
-                Err(JobError::Lost)
-            }
+            () = watch => unreachable!("the watch never ends"),
         };
         let _ = tokio::fs::remove_dir_all(&dir).await;
         let db = &self.jobs.db;
@@ -178,7 +184,7 @@ impl Worker {
         }
     }
 
-    /// Returns once this claim of `job` no longer holds.
+    /// Returns once this claim of `job` no longer holds (polled: claims are rows).
     async fn until_lost(&self, job: &Job) {
         loop {
             tokio::time::sleep(HOLD_CHECK).await;
@@ -218,7 +224,10 @@ impl Worker {
         tokio::fs::create_dir_all(dir)
             .await
             .map_err(|e| JobError::Internal(format!("{}: {e}", dir.display())))?;
-        let input = self.input(job, dir).await?;
+        let input = tokio::select! {
+            input = self.input(job, dir) => input?,
+            () = stopped(&cancel) => return Err(JobError::Lost),
+        };
         let out_dir = dir.join("out");
         let speakers = SpeakerOptions::of(job)
             .count()
@@ -301,5 +310,12 @@ impl Worker {
         let local = dir.join(&job.filename);
         self.jobs.files.get_to_file(key, &local).await?;
         Ok(local)
+    }
+}
+
+/// Returns once `cancel` is set.
+async fn stopped(cancel: &AtomicBool) {
+    while !cancel.load(Ordering::Relaxed) {
+        tokio::time::sleep(CANCEL_POLL).await;
     }
 }

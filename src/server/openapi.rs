@@ -34,10 +34,12 @@ pub fn document() -> Value {
                         "file": { "type": "string", "format": "binary" },
                         "num_speakers": { "type": "integer", "minimum": 1 },
                         "min_speakers": { "type": "integer", "minimum": 1 },
-                        "max_speakers": { "type": "integer", "minimum": 1 } } } },
+                        "max_speakers": { "type": "integer", "minimum": 1 },
+                        "webhook_url": { "type": "string", "format": "uri", "description": "Receives job.completed, job.failed and job.cancelled events (see /api/v1/webhooks/secret)" } } } },
                     "application/x-www-form-urlencoded": { "schema": { "type": "object", "required": ["url"], "properties": {
                         "url": { "type": "string", "format": "uri" },
-                        "num_speakers": { "type": "integer", "minimum": 1 } } } }
+                        "num_speakers": { "type": "integer", "minimum": 1 },
+                        "webhook_url": { "type": "string", "format": "uri" } } } }
                 }
             },
             "responses": responses,
@@ -63,7 +65,7 @@ pub fn document() -> Value {
                 "summary": "List the caller's jobs, newest first",
                 "parameters": [
                     { "name": "job_type", "in": "query", "schema": { "enum": ["extraction", "diarization", "stream"] } },
-                    { "name": "status", "in": "query", "schema": { "enum": ["PENDING", "PROCESSING", "COMPLETED", "FAILED"] } },
+                    { "name": "status", "in": "query", "schema": { "enum": ["PENDING", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED"] } },
                     { "name": "skip", "in": "query", "schema": { "type": "integer", "minimum": 0, "default": 0 } },
                     { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 200, "default": 50 } }
                 ],
@@ -74,7 +76,25 @@ pub fn document() -> Value {
                 "delete": { "summary": "Delete a job and its files", "parameters": job_id, "responses": with(errors(&["401", "404", "429"]), "204", json!({ "description": "Deleted" })) },
             },
             "/api/v1/jobs/{id}": { "get": { "summary": "Job status and result (the SDK's polling path)", "parameters": job_id, "responses": with(errors(&["401", "404", "429"]), "200", job_response.clone()) } },
-            "/api/v1/speaker/jobs/{id}/retry": { "post": { "summary": "Re-queue a FAILED job", "parameters": job_id, "responses": with(errors(&["400", "401", "402", "404", "429"]), "200", job_response) } },
+            "/api/v1/speaker/jobs/{id}/retry": { "post": { "summary": "Re-queue a FAILED job", "parameters": job_id, "responses": with(errors(&["400", "401", "402", "404", "429"]), "200", job_response.clone()) } },
+            "/api/v1/speaker/jobs/{id}/cancel": { "post": { "summary": "Cancel a PENDING or PROCESSING job; its reservation is refunded", "parameters": job_id, "responses": with(errors(&["400", "401", "404", "429"]), "200", job_response) } },
+            "/api/v1/webhooks/secret": {
+                "get": { "summary": "The key that signs your webhooks: X-AudioPod-Signature = sha256=hex(HMAC-SHA256(secret, \"{X-AudioPod-Timestamp}.{raw body}\"))", "responses": with(errors(&["401", "429"]), "200", json!({ "description": "The secret", "content": { "application/json": { "schema": { "type": "object", "required": ["secret"], "properties": { "secret": { "type": "string" } } } } } })) },
+                "post": { "summary": "Replace the webhook secret", "responses": with(errors(&["401", "429"]), "200", json!({ "description": "The new secret", "content": { "application/json": { "schema": { "type": "object", "required": ["secret"], "properties": { "secret": { "type": "string" } } } } } })) },
+            },
+            "/api/v1/webhooks/deliveries": { "get": {
+                "summary": "Your webhook deliveries, newest first (status pending, delivered, failed or stopped)",
+                "parameters": [
+                    { "name": "skip", "in": "query", "schema": { "type": "integer", "minimum": 0, "default": 0 } },
+                    { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 200, "default": 50 } }
+                ],
+                "responses": with(errors(&["401", "429"]), "200", json!({ "description": "A page of deliveries", "content": { "application/json": {} } })),
+            } },
+            "/api/v1/webhooks/deliveries/{id}/redeliver": { "post": {
+                "summary": "Send a delivery again now",
+                "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "integer" } }],
+                "responses": with(errors(&["401", "404", "429"]), "200", json!({ "description": "The delivery, pending again", "content": { "application/json": {} } })),
+            } },
             "/api/v1/files/{job_id}/{name}": { "get": {
                 "summary": "Download a job file through a signed, expiring link (supports Range)",
                 "security": [],
@@ -89,7 +109,7 @@ pub fn document() -> Value {
             } },
             "/api/v1/speaker/stream": { "get": {
                 "summary": "Live diarization over a WebSocket (upgrade)",
-                "description": "Upgrade to a WebSocket. Authenticate with X-API-Key or Bearer, or ?api_key=, or ?token= from /api/v1/speaker/stream/token. Send {\"type\":\"start\",\"sample_rate\",\"channels\",\"encoding\":\"pcm_s16le\"|\"pcm_f32le\"|\"opus\",\"num_speakers\"?,\"max_speakers\"?,\"latency_ms\"?,\"extract\"?,\"name\"?}, then binary audio; {\"type\":\"keepalive\"|\"finalize\"|\"end\"} control it. The server sends ready, speaker, relabel, usage, warning, error and completed messages as JSON text. The session becomes a job of type stream.",
+                "description": "Upgrade to a WebSocket. Authenticate with X-API-Key or Bearer, or ?api_key=, or ?token= from /api/v1/speaker/stream/token. Send {\"type\":\"start\",\"sample_rate\",\"channels\",\"encoding\":\"pcm_s16le\"|\"pcm_f32le\"|\"opus\",\"num_speakers\"?,\"max_speakers\"?,\"latency_ms\"?,\"extract\"?,\"name\"?,\"webhook_url\"?}, then binary audio; {\"type\":\"keepalive\"|\"finalize\"|\"end\"} control it. The server sends ready, speaker, relabel, usage, warning, error and completed messages as JSON text. The session becomes a job of type stream.",
                 "parameters": [
                     { "name": "api_key", "in": "query", "schema": { "type": "string" } },
                     { "name": "token", "in": "query", "schema": { "type": "string" } }
@@ -113,7 +133,8 @@ pub fn document() -> Value {
                     { "name": "max_speakers", "in": "query", "schema": { "type": "integer", "minimum": 1 } },
                     { "name": "latency_ms", "in": "query", "schema": { "type": "integer", "minimum": 500, "maximum": 5000 } },
                     { "name": "extract", "in": "query", "schema": { "type": "boolean" } },
-                    { "name": "name", "in": "query", "schema": { "type": "string" } }
+                    { "name": "name", "in": "query", "schema": { "type": "string" } },
+                    { "name": "webhook_url", "in": "query", "schema": { "type": "string", "format": "uri" } }
                 ],
                 "requestBody": { "required": true, "content": { "application/sdp": { "schema": { "type": "string" } } } },
                 "responses": with(errors(&["400", "401", "402", "429"]), "201", json!({ "description": "The SDP answer; Location is the session", "content": { "application/sdp": { "schema": { "type": "string" } } } })),

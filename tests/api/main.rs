@@ -15,6 +15,7 @@ mod s3;
 mod server;
 
 mod auth;
+mod cancel;
 mod cluster;
 mod downloads;
 mod durability;
@@ -27,4 +28,5 @@ mod storage;
 mod stream;
 mod url_ingest;
 mod web;
+mod webhooks;
 mod whip;
