@@ -8,6 +8,7 @@
 //! for the job queue) branch on [`Backend`].
 
 pub mod accounts;
+mod credits;
 pub mod jobs;
 pub mod rate_limit;
 pub mod sessions;

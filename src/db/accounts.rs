@@ -4,6 +4,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
+use super::credits::ledger;
 use super::{Db, DbError, now};
 
 /// What every AudioPod key starts with; the official SDK refuses others.
@@ -132,26 +133,4 @@ fn hash_key(api_key: &str) -> String {
 /// A stable, non-secret name for a key (rate-limit buckets, logs).
 pub fn key_fingerprint(api_key: &str) -> String {
     hash_key(api_key)[..16].to_owned()
-}
-
-/// Records one balance change inside the caller's transaction.
-pub(super) async fn ledger(
-    tx: &mut sqlx::AnyConnection,
-    user_id: &str,
-    job_id: Option<i64>,
-    delta: i64,
-    reason: &str,
-) -> Result<(), DbError> {
-    sqlx::query(
-        "INSERT INTO credit_ledger (user_id, job_id, delta, reason, created_at) \
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(user_id)
-    .bind(job_id)
-    .bind(delta)
-    .bind(reason)
-    .bind(now())
-    .execute(tx)
-    .await?;
-    Ok(())
 }

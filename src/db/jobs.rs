@@ -25,10 +25,10 @@
 //! completes or fails it itself. Workers never claim them; when their node
 //! dies, another node's live service takes them over to finalize them.
 
+use sqlx::Row;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
 
-use super::accounts::ledger;
+use super::credits::{ledger, release, reserve, take_up_to};
 use super::webhooks::queue_event;
 use super::{Db, DbError, claim_oldest, now, unix_now};
 
@@ -741,85 +741,259 @@ impl Db {
     }
 }
 
-/// Takes `credits` from the balance, or fails with the balance untouched.
-async fn reserve(tx: &mut AnyConnection, user_id: &str, credits: i64) -> Result<(), DbError> {
-    if credits <= 0 {
-        return Ok(());
-    }
-    let taken =
-        sqlx::query("UPDATE users SET credits = credits - $1 WHERE id = $2 AND credits >= $1")
-            .bind(credits)
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
-    if taken.rows_affected() == 1 {
-        return Ok(());
-    }
-    let available = sqlx::query("SELECT credits FROM users WHERE id = $1")
-        .bind(user_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| DbError::UnknownUser(user_id.to_owned()))?
-        .get("credits");
-    Err(DbError::InsufficientCredits {
-        required: credits,
-        available,
-    })
-}
-
-/// Moves up to `credits` of the owner's balance into the job's reservation
-/// and returns how many moved.
-async fn take_up_to(tx: &mut AnyConnection, job: &Job, credits: i64) -> Result<i64, DbError> {
-    // A write that changes nothing locks the balance (Postgres: the row;
-    // SQLite: the database) until the transaction ends, so it cannot move
-    // between this read and the charge below.
-    let balance: i64 =
-        sqlx::query("UPDATE users SET credits = credits WHERE id = $1 RETURNING credits")
-            .bind(&job.user_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| DbError::UnknownUser(job.user_id.clone()))?
-            .get("credits");
-    let taken = credits.min(balance);
-    if taken <= 0 {
-        return Ok(0);
-    }
-    sqlx::query("UPDATE users SET credits = credits - $1 WHERE id = $2")
-        .bind(taken)
-        .bind(&job.user_id)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("UPDATE jobs SET credits_reserved = credits_reserved + $1 WHERE id = $2")
-        .bind(taken)
-        .bind(job.id)
-        .execute(&mut *tx)
-        .await?;
-    ledger(tx, &job.user_id, Some(job.id), -taken, "reserve").await?;
-    Ok(taken)
-}
-
-/// Gives `credits` back to the job's owner.
-async fn release(
-    tx: &mut AnyConnection,
-    job: &Job,
-    credits: i64,
-    reason: &str,
-) -> Result<(), DbError> {
-    if credits <= 0 {
-        return Ok(());
-    }
-    sqlx::query("UPDATE users SET credits = credits + $1 WHERE id = $2")
-        .bind(credits)
-        .bind(&job.user_id)
-        .execute(&mut *tx)
-        .await?;
-    ledger(tx, &job.user_id, Some(job.id), credits, reason).await
-}
-
 /// The listing's name of a file: its name without the extension.
 fn display_name(filename: &str) -> String {
     std::path::Path::new(filename).file_stem().map_or_else(
         || filename.to_owned(),
         |stem| stem.to_string_lossy().into_owned(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::webhooks::Attempt;
+
+    async fn db() -> (Db, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&Db::default_url(dir.path())).await.unwrap();
+        (db, dir)
+    }
+
+    fn new_job(user_id: &str, credits: i64, webhook_url: Option<&str>) -> NewJob {
+        NewJob {
+            user_id: user_id.to_owned(),
+            job_type: JobType::Diarization,
+            task_id: uuid::Uuid::new_v4().to_string(),
+            filename: "a.wav".into(),
+            source_url: None,
+            input_key: Some("inputs/a.wav".into()),
+            num_speakers: None,
+            min_speakers: None,
+            max_speakers: None,
+            duration_seconds: Some(1.0),
+            credits,
+            webhook_url: webhook_url.map(str::to_owned),
+        }
+    }
+
+    fn lease(node: &str, seconds: i64) -> Lease {
+        Lease {
+            node_id: node.into(),
+            seconds,
+        }
+    }
+
+    /// The ledger must always explain the balance.
+    async fn check_ledger(db: &Db, user: &str, granted: i64) {
+        let moved: i64 = sqlx::query("SELECT COALESCE(SUM(delta), 0) AS n FROM credit_ledger WHERE user_id = $1 AND reason != 'grant'")
+            .bind(user)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap()
+            .get("n");
+        assert_eq!(db.balance(user).await.unwrap(), granted + moved);
+    }
+
+    #[tokio::test]
+    async fn a_claim_holds_until_it_completes_once_and_settles_once() {
+        let (db, _dir) = db().await;
+        let user = db.create_user(1000).await.unwrap();
+        let job = db.insert_job(&new_job(&user, 100, None)).await.unwrap();
+        assert_eq!(db.balance(&user).await.unwrap(), 900, "reserved on insert");
+
+        let claimed = db.claim_next_job(&lease("a", 60)).await.unwrap().unwrap();
+        assert_eq!((claimed.id, claimed.attempts), (job.id, 1));
+        assert_eq!(claimed.locked_by.as_deref(), Some("a"));
+        assert!(
+            db.claim_next_job(&lease("b", 60)).await.unwrap().is_none(),
+            "a live lease is not taken"
+        );
+        assert!(db.holds(&claimed).await.unwrap());
+
+        assert!(db.complete_job(&claimed, "{}", 1.0, 60).await.unwrap());
+        assert!(
+            !db.complete_job(&claimed, "{}", 1.0, 60).await.unwrap(),
+            "completes once"
+        );
+        assert!(
+            !db.fail_job(&claimed, "late").await.unwrap(),
+            "a completed job does not fail"
+        );
+        assert_eq!(
+            db.balance(&user).await.unwrap(),
+            940,
+            "charged 60, the rest refunded"
+        );
+        check_ledger(&db, &user, 1000).await;
+    }
+
+    #[tokio::test]
+    async fn an_expired_lease_passes_the_job_on_and_the_old_claim_changes_nothing() {
+        let (db, _dir) = db().await;
+        let user = db.create_user(1000).await.unwrap();
+        db.insert_job(&new_job(&user, 100, None)).await.unwrap();
+        // A lease that ran out the moment it was taken: its node died.
+        let dead = db
+            .claim_next_job(&lease("dead", -10))
+            .await
+            .unwrap()
+            .unwrap();
+        let alive = db
+            .claim_next_job(&lease("alive", 60))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((alive.id, alive.attempts), (dead.id, 2));
+        assert!(!db.holds(&dead).await.unwrap());
+        assert!(
+            !db.complete_job(&dead, "{}", 1.0, 100).await.unwrap(),
+            "the old claim is void"
+        );
+        assert!(db.complete_job(&alive, "{}", 1.0, 100).await.unwrap());
+        assert_eq!(db.balance(&user).await.unwrap(), 900, "charged once");
+        check_ledger(&db, &user, 1000).await;
+    }
+
+    #[tokio::test]
+    async fn renewing_keeps_a_claim_and_a_restart_requeues_only_its_own() {
+        let (db, _dir) = db().await;
+        let user = db.create_user(1000).await.unwrap();
+        db.insert_job(&new_job(&user, 10, None)).await.unwrap();
+        db.insert_job(&new_job(&user, 10, None)).await.unwrap();
+        // A one-second lease, renewed for a minute: still held two seconds on.
+        let mine = db.claim_next_job(&lease("me", 1)).await.unwrap().unwrap();
+        let theirs = db
+            .claim_next_job(&lease("them", 60))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(db.renew_leases(&lease("me", 60)).await.unwrap(), 1);
+        tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+        assert!(
+            db.claim_next_job(&lease("other", 60))
+                .await
+                .unwrap()
+                .is_none(),
+            "renewed"
+        );
+        assert_eq!(db.requeue_own_jobs("me").await.unwrap(), 1);
+        assert!(!db.holds(&mine).await.unwrap());
+        assert!(
+            db.holds(&theirs).await.unwrap(),
+            "another node's job stays its own"
+        );
+        let again = db.claim_next_job(&lease("me", 60)).await.unwrap().unwrap();
+        assert_eq!((again.id, again.attempts), (mine.id, 2));
+    }
+
+    #[tokio::test]
+    async fn failing_and_cancelling_refund_everything_and_end_the_claim() {
+        let (db, _dir) = db().await;
+        let owner = db.create_user(1000).await.unwrap();
+        let stranger = db.create_user(0).await.unwrap();
+        db.insert_job(&new_job(&owner, 100, None)).await.unwrap();
+        let pending = db.insert_job(&new_job(&owner, 200, None)).await.unwrap();
+        assert_eq!(db.balance(&owner).await.unwrap(), 700);
+
+        let running = db.claim_next_job(&lease("a", 60)).await.unwrap().unwrap();
+        assert!(db.fail_job(&running, "broken").await.unwrap());
+        assert_eq!(
+            db.balance(&owner).await.unwrap(),
+            800,
+            "a failure refunds all"
+        );
+
+        assert!(matches!(
+            db.cancel_job(&stranger, pending.id).await.unwrap(),
+            Cancel::NotFound
+        ));
+        let Cancel::Cancelled(cancelled) = db.cancel_job(&owner, pending.id).await.unwrap() else {
+            panic!("a pending job is cancelled");
+        };
+        assert_eq!(cancelled.status, JobStatus::Cancelled);
+        assert_eq!(
+            db.balance(&owner).await.unwrap(),
+            1000,
+            "a cancel refunds all"
+        );
+        assert!(matches!(
+            db.cancel_job(&owner, pending.id).await.unwrap(),
+            Cancel::NotCancellable(_)
+        ));
+        assert!(matches!(
+            db.cancel_job(&owner, running.id).await.unwrap(),
+            Cancel::NotCancellable(_)
+        ));
+        assert!(
+            db.claim_next_job(&lease("a", 60)).await.unwrap().is_none(),
+            "nothing left to run"
+        );
+        check_ledger(&db, &owner, 1000).await;
+    }
+
+    #[tokio::test]
+    async fn a_cancel_voids_the_running_claim() {
+        let (db, _dir) = db().await;
+        let user = db.create_user(1000).await.unwrap();
+        db.insert_job(&new_job(&user, 100, None)).await.unwrap();
+        let running = db.claim_next_job(&lease("a", 60)).await.unwrap().unwrap();
+        assert!(matches!(
+            db.cancel_job(&user, running.id).await.unwrap(),
+            Cancel::Cancelled(_)
+        ));
+        assert!(
+            !db.holds(&running).await.unwrap(),
+            "the worker sees it is no longer its job"
+        );
+        assert!(!db.complete_job(&running, "{}", 1.0, 100).await.unwrap());
+        assert_eq!(db.balance(&user).await.unwrap(), 1000);
+        check_ledger(&db, &user, 1000).await;
+    }
+
+    #[tokio::test]
+    async fn an_ending_queues_one_webhook_delivery_retried_until_its_attempts_run_out() {
+        let (db, _dir) = db().await;
+        let user = db.create_user(1000).await.unwrap();
+        db.insert_job(&new_job(&user, 10, Some("http://hooks.example/x")))
+            .await
+            .unwrap();
+        db.insert_job(&new_job(&user, 10, None)).await.unwrap();
+        while let Some(job) = db.claim_next_job(&lease("a", 60)).await.unwrap() {
+            assert!(db.complete_job(&job, "{}", 1.0, 10).await.unwrap());
+        }
+        let sender = lease("a", 60);
+        let delivery = db.claim_delivery(&sender).await.unwrap().unwrap();
+        assert_eq!(delivery.event_type, "job.completed");
+        assert!(
+            db.claim_delivery(&sender).await.unwrap().is_none(),
+            "one event, claimed once"
+        );
+        let failed = Attempt::Failed {
+            status_code: Some(500),
+            error: "500".into(),
+        };
+        db.record_attempt(&delivery, &failed, 60).await.unwrap();
+        assert!(
+            db.claim_delivery(&sender).await.unwrap().is_none(),
+            "not due before its backoff"
+        );
+        let mut last = delivery.clone();
+        last.attempts = crate::db::webhooks::MAX_ATTEMPTS - 1;
+        db.record_attempt(&last, &failed, 60).await.unwrap();
+        let (listed, total) = db.list_deliveries(&user, 0, 10).await.unwrap();
+        assert_eq!((total, listed[0].status.as_str()), (1, "failed"));
+        let again = db.redeliver(&user, delivery.id).await.unwrap().unwrap();
+        assert_eq!((again.status.as_str(), again.attempts), ("pending", 0));
+        let delivery = db.claim_delivery(&sender).await.unwrap().unwrap();
+        db.record_attempt(&delivery, &Attempt::Delivered { status_code: 204 }, 60)
+            .await
+            .unwrap();
+        let (listed, _) = db.list_deliveries(&user, 0, 10).await.unwrap();
+        assert_eq!(listed[0].status, "delivered");
+        assert!(
+            db.claim_delivery(&sender).await.unwrap().is_none(),
+            "never sent again"
+        );
+    }
 }
