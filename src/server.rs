@@ -3,13 +3,14 @@
 //! [`crate::jobs`]'s and [`crate::live`]'s.
 //!
 //! ```text
-//! request ─▶ track metrics ─▶ {detail} errors ─▶ route ─▶ auth + rate limit ─▶ handler ─▶ Jobs
+//! request ─▶ track metrics ─▶ {detail} errors ─▶ bounded head ─▶ route ─▶ auth + rate limit ─▶ handler ─▶ Jobs
 //! ```
 
 pub mod auth;
 mod drain;
 pub mod error;
 pub mod event_json;
+mod head_limits;
 pub mod metrics;
 pub mod openapi;
 pub mod range;
@@ -65,6 +66,7 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     routes::router(state.clone())
+        .layer(middleware::from_fn(head_limits::bounded_head))
         .layer(middleware::from_fn(error::json_errors))
         .layer(middleware::from_fn(metrics::track_requests))
         .layer(TraceLayer::new_for_http())

@@ -85,6 +85,14 @@ impl Server {
         server
     }
 
+    /// The process id of the running server, for reading its /proc entries.
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .expect("pid: the server is not running")
+            .id()
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
