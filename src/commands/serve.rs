@@ -139,6 +139,10 @@ pub struct Args {
     /// The ONNX Runtime library (libonnxruntime.so.1.31.1).
     #[arg(long, env = runtime::ORT_LIBRARY_ENV)]
     ort_lib: Option<PathBuf>,
+    /// A private address URL jobs may still fetch from without
+    /// --allow-private-urls, like an internal media store (repeatable).
+    #[arg(long, env = "WHOSPOKE_ALLOW_URL_ADDRESS", value_delimiter = ',')]
+    allow_url_address: Vec<IpAddr>,
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -185,6 +189,7 @@ async fn serve(args: Args) -> Result<(), String> {
                 max_bytes: args.url_max_bytes,
                 timeout: Duration::from_secs(args.url_timeout_seconds),
                 allow_private: args.allow_private_urls,
+                trusted_addresses: args.allow_url_address.clone(),
                 ..FetchLimits::default()
             },
             concurrent_jobs: args.concurrent_jobs,

@@ -303,7 +303,10 @@ async fn a_600_mb_url_field_gets_413_before_the_server_buffers_it() {
         text.starts_with("HTTP/1.1 413"),
         "a 600 MB url field is refused with 413: {text}"
     );
-    let detail = body.as_ref().and_then(|b| b["detail"].as_str()).unwrap_or_default();
+    let detail = body
+        .as_ref()
+        .and_then(|b| b["detail"].as_str())
+        .unwrap_or_default();
     assert!(
         detail.contains("url") && detail.contains("8192 bytes"),
         "the detail names the field and its limit: {detail:?}"

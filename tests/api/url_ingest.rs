@@ -134,3 +134,33 @@ async fn platform_pages_need_yt_dlp() {
         "a failed URL job costs nothing"
     );
 }
+
+/// An HLS playlist naming a media file on the server's own disk, by URL and by upload:
+/// refused as a playlist, and the message shows no path.
+#[tokio::test]
+async fn hls_playlists_are_refused_by_format_without_paths() {
+    let on_server = crate::server::project_dir().join("tests/data/sample.wav");
+    let playlist = format!(
+        "#EXTM3U\n#EXT-X-TARGETDURATION:30\n#EXTINF:30,\nfile:{}\n#EXT-X-ENDLIST\n",
+        on_server.display()
+    );
+    let media = MediaServer::serve("list.m3u8", playlist.clone().into_bytes()).await;
+    let server = Server::start(&[]);
+    let user = server.create_user(1_000_000);
+    let before = server.balance(&user).await;
+
+    let by_url = refusal(&server, &user, &media.url).await;
+    let job = crate::jobs::failed_upload(&server, &user, "list.m3u8", playlist.into_bytes()).await;
+    let by_upload = job["error_message"].as_str().unwrap_or_default().to_owned();
+    for (how, message) in [("url", by_url), ("upload", by_upload)] {
+        assert!(
+            message.contains("HLS playlists (m3u8) are not supported"),
+            "a playlist by {how} is refused naming the format: {message:?}"
+        );
+        assert!(
+            !message.contains('/'),
+            "a playlist by {how} is refused without a path: {message:?}"
+        );
+    }
+    assert_eq!(server.balance(&user).await, before, "refusals cost nothing");
+}

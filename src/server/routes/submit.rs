@@ -289,7 +289,10 @@ fn too_large(limit: u64) -> ApiError {
     )
 }
 
-fn multipart_error(overhead: &Overhead, error: axum::extract::multipart::MultipartError) -> ApiError {
+fn multipart_error(
+    overhead: &Overhead,
+    error: axum::extract::multipart::MultipartError,
+) -> ApiError {
     if overhead.exceeded() {
         return ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,

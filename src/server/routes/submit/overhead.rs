@@ -41,7 +41,9 @@ impl Overhead {
             if counts.draining.load(Ordering::Relaxed) {
                 return Ok(chunk);
             }
-            let received = counts.received.fetch_add(chunk.len() as u64, Ordering::Relaxed)
+            let received = counts
+                .received
+                .fetch_add(chunk.len() as u64, Ordering::Relaxed)
                 + chunk.len() as u64;
             if received.saturating_sub(counts.file.load(Ordering::Relaxed)) > MAX_OVERHEAD_BYTES {
                 counts.exceeded.store(true, Ordering::Relaxed);
