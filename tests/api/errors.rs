@@ -339,3 +339,63 @@ async fn oversize_query_strings_and_headers_are_refused_with_their_limit() {
     let response = server.get("/api/v1/credits").with_key(&user).send().await;
     expect_json(response, 200, "an ordinary request afterwards").await;
 }
+
+/// 200 requests with a bad key from one address: 401 while its budget lasts, 429 after,
+/// even for a good key; another address still gets its 401.
+#[tokio::test]
+async fn floods_from_one_address_get_429_before_authentication() {
+    const PER_MINUTE: usize = 100;
+    let server = Server::start(&["--ip-rate-limit-per-minute", &PER_MINUTE.to_string()]);
+    let user = server.create_user(1_000);
+    let bad = crate::server::User {
+        id: user.id.clone(),
+        key: "ap_not-a-key".into(),
+    };
+
+    let started = std::time::Instant::now();
+    let mut statuses = Vec::new();
+    for _ in 0..200 {
+        let response = server.get("/api/v1/credits").with_key(&bad).send().await;
+        statuses.push(response.expect("GET /api/v1/credits").status().as_u16());
+    }
+    // The budget refills one request per 60/PER_MINUTE s while the flood runs.
+    let refilled = (started.elapsed().as_secs_f64() * PER_MINUTE as f64 / 60.0).ceil() as usize;
+    assert!(
+        statuses[..PER_MINUTE].iter().all(|&s| s == 401),
+        "the first {PER_MINUTE} bad keys get 401: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|&s| s == 401 || s == 429),
+        "{statuses:?}"
+    );
+    let unauthorized = statuses.iter().filter(|&&s| s == 401).count();
+    assert!(
+        unauthorized <= PER_MINUTE + refilled,
+        "{unauthorized} 401s, more than the budget {PER_MINUTE} plus {refilled} refilled: {statuses:?}"
+    );
+
+    // Of two requests in a row one may use a refill, not both.
+    let mut limited = None;
+    for _ in 0..2 {
+        let response = server.get("/api/v1/credits").with_key(&user).send().await;
+        let response = response.expect("GET /api/v1/credits with a good key");
+        if response.status() == 429 {
+            limited = Some(expect_detail(Ok(response), 429, "a good key, flooding address").await);
+            break;
+        }
+    }
+    let detail = limited.expect("a good key from the flooding address gets 429 too");
+    assert!(detail.contains("from your address"), "{detail}");
+
+    let elsewhere = reqwest::Client::builder()
+        .no_proxy()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().expect("an address"))
+        .build()
+        .expect("a client");
+    let response = elsewhere
+        .get(server.url("/api/v1/credits"))
+        .with_key(&bad)
+        .send()
+        .await;
+    expect_detail(response, 401, "a bad key from another address").await;
+}

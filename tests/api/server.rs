@@ -25,7 +25,7 @@ const JOB_TIMEOUT: Duration = Duration::from_secs(180);
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// How long a SIGTERMed server may take beyond its grace period before the test calls it hung.
 const EXIT_MARGIN: Duration = Duration::from_secs(90);
-/// Unless a test sets its own, the rate limit is out of the way (polling sends many requests).
+/// Unless a test sets its own, the rate limits are out of the way (polling sends many requests).
 const UNLIMITED_RATE: &str = "1000000";
 const LOG_TAIL_LINES: usize = 80;
 
@@ -63,8 +63,10 @@ impl Server {
         if allow_private_urls {
             args.push("--allow-private-urls".into());
         }
-        if !extra.contains(&"--rate-limit-per-minute") {
-            args.extend(["--rate-limit-per-minute".into(), UNLIMITED_RATE.into()]);
+        for limit in ["--rate-limit-per-minute", "--ip-rate-limit-per-minute"] {
+            if !extra.contains(&limit) {
+                args.extend([limit.into(), UNLIMITED_RATE.into()]);
+            }
         }
         let mut server = Server {
             base: String::new(),
