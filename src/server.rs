@@ -11,11 +11,11 @@ pub mod auth;
 mod drain;
 pub mod error;
 pub mod event_json;
-pub mod forwarded;
 mod head_limits;
 pub mod ip_limit;
 pub mod metrics;
 pub mod openapi;
+pub mod proxy_headers;
 pub mod range;
 pub mod rate_limit;
 pub mod routes;
@@ -85,7 +85,7 @@ pub fn router(state: AppState) -> Router {
         .layer(TraceLayer::new_for_http())
         .layer(middleware::from_fn_with_state(
             state.clone(),
-            forwarded::resolve_client,
+            proxy_headers::resolve_client,
         ))
         .with_state(state)
 }

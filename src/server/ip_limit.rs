@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::AppState;
 use super::drain::discard_body;
 use super::error::ApiError;
-use super::forwarded::ClientIp;
+use super::proxy_headers::ClientIp;
 
 /// How often addresses whose budget is full again are forgotten.
 const FORGET_INTERVAL: Duration = Duration::from_secs(60);

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::db::Job;
 use crate::jobs::JobResult;
 use crate::server::AppState;
-use crate::server::forwarded::forwarded_origin;
+use crate::server::proxy_headers::forwarded_origin;
 
 /// Makes absolute, signed, expiring links to job files.
 pub struct Links<'a> {
