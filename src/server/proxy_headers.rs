@@ -105,7 +105,7 @@ fn parse_node(value: &str) -> Option<IpAddr> {
 }
 
 /// Every value of parameter `name` in the `Forwarded` headers, in order.
-pub fn forwarded_params(headers: &HeaderMap, name: &str) -> Vec<String> {
+fn forwarded_params(headers: &HeaderMap, name: &str) -> Vec<String> {
     headers
         .get_all(FORWARDED)
         .iter()
