@@ -3,7 +3,8 @@
 //! [`crate::jobs`]'s and [`crate::live`]'s.
 //!
 //! ```text
-//! request ─▶ track metrics ─▶ {detail} errors ─▶ route ─▶ auth + rate limit ─▶ handler ─▶ Jobs
+//! request ─▶ client address ─▶ track metrics ─▶ {detail} errors ─▶ bounded head ─▶ route
+//!         ─▶ per-IP limit ─▶ auth + rate limit ─▶ handler ─▶ Jobs
 //! ```
 
 pub mod auth;
@@ -11,8 +12,11 @@ mod drain;
 pub mod error;
 pub mod event_json;
 pub mod forward;
+mod head_limits;
+pub mod ip_limit;
 pub mod metrics;
 pub mod openapi;
+pub mod proxy_headers;
 pub mod range;
 pub mod rate_limit;
 pub mod routes;
@@ -21,12 +25,14 @@ pub mod stream_tokens;
 pub mod webhooks;
 pub mod webrtc;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::middleware;
+use ipnet::IpNet;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -35,6 +41,7 @@ use tower_http::trace::TraceLayer;
 use crate::jobs::Jobs;
 use crate::live::Live;
 use auth::Authenticator;
+use ip_limit::IpLimits;
 use rate_limit::RateLimits;
 use routes::whip::Whip;
 use signing::UrlSigner;
@@ -49,6 +56,12 @@ pub struct HttpConfig {
     pub download_ttl: Duration,
     /// Where uploads are streamed before the job service takes them.
     pub upload_dir: PathBuf,
+    /// Peers whose `Forwarded` / `X-Forwarded-*` headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Bearer token `/metrics` asks for, if any.
+    pub metrics_token: Option<String>,
+    /// `/metrics` has its own listener and is not on the API's.
+    pub metrics_elsewhere: bool,
 }
 
 /// What every handler can reach.
@@ -60,6 +73,7 @@ pub struct AppState {
     pub stream_tokens: Arc<StreamTokens>,
     pub auth: Arc<Authenticator>,
     pub limits: Arc<RateLimits>,
+    pub ip_limits: Arc<IpLimits>,
     pub signer: Arc<UrlSigner>,
     pub metrics: PrometheusHandle,
     pub config: Arc<HttpConfig>,
@@ -69,9 +83,14 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     routes::router(state.clone())
+        .layer(middleware::from_fn(head_limits::bounded_head))
         .layer(middleware::from_fn(error::json_errors))
         .layer(middleware::from_fn(metrics::track_requests))
         .layer(TraceLayer::new_for_http())
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            proxy_headers::resolve_client,
+        ))
         .with_state(state)
 }
 
@@ -83,7 +102,22 @@ pub async fn serve(
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+/// Serves only `/metrics` (`--metrics-listen`), until `shutdown` is cancelled.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let app = routes::metrics(state.clone())
+        .layer(middleware::from_fn(error::json_errors))
+        .with_state(state);
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
 }

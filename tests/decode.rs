@@ -577,6 +577,45 @@ fn text_file_is_unsupported() {
     );
 }
 
+/// Files that make ffmpeg open other files are refused by what they are, whatever their
+/// name, and the message names the format but no path of this machine.
+#[test]
+fn playlists_and_concat_scripts_are_refused_by_name() {
+    let segment = encode("segment.ts", &["-c:a", "mp2", "-f", "mpegts"]);
+    let cases = [
+        (
+            "list.m3u8",
+            format!(
+                "#EXTM3U\n#EXT-X-TARGETDURATION:5\n#EXTINF:5,\nfile:{}\n#EXT-X-ENDLIST\n",
+                segment.display()
+            ),
+            "HLS playlists (m3u8) are not supported",
+        ),
+        (
+            "disguised.wav",
+            format!("\u{feff}\n#EXTM3U\n#EXTINF:5,\n{}\n", segment.display()),
+            "HLS playlists (m3u8) are not supported",
+        ),
+        (
+            "list.txt",
+            format!("ffconcat version 1.0\nfile '{}'\n", segment.display()),
+            "ffmpeg concat scripts are not supported",
+        ),
+    ];
+    for (name, text, expected) in cases {
+        let error = open_error(&write_file(name, text.as_bytes()));
+        let message = error.to_string();
+        assert!(
+            matches!(error, DecodeError::Unsupported { .. }) && message.contains(expected),
+            "{name}: {message}"
+        );
+        assert!(
+            !message.contains('/'),
+            "{name}: the message shows no path: {message}"
+        );
+    }
+}
+
 #[test]
 fn png_image_has_no_audio_track() {
     let path = fixtures_dir().join("image.png");

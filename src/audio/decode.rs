@@ -209,6 +209,11 @@ impl AudioReader {
                 path: path.to_path_buf(),
             });
         }
+        if let Some(kind) = ffmpeg::playlist_kind(path) {
+            return Err(DecodeError::Unsupported {
+                reason: format!("{kind} are not supported; send the audio or video file itself"),
+            });
+        }
 
         let native = native::open(file, path, limits)
             .and_then(|(info, source)| Self::prime(path, info, Source::Native(source), limits));

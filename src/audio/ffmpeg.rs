@@ -1,5 +1,10 @@
 //! Fallback for formats Symphonia cannot read (WMA, Speex, AVI, AMR, ...): `ffprobe` states
 //! the format, then `ffmpeg` streams raw f32 samples through a pipe.
+//!
+//! Both read only the one local file, and only as one of the audio and video containers in
+//! [`FORMAT_WHITELIST`]: ffmpeg's playlists, concat scripts, image sequences and network
+//! protocols would make it open other files or URLs a client names. What they print on
+//! stderr stays in the log; users are told what went wrong in their terms.
 
 use std::ffi::OsString;
 use std::io::{self, Read};
@@ -11,13 +16,24 @@ use tracing::warn;
 
 use super::decode::{AudioInfo, DecodeError, DecodeLimits, SampleFormat, sanitize};
 
+/// The demuxers ffmpeg and ffprobe may use: audio and video containers, raw audio streams,
+/// and single images (so that a picture is "no audio track"). Not `hls`, `dash`, `concat`,
+/// `image2` (sequences), `sdp`/`rtp`/`rtsp` or the devices.
+const FORMAT_WHITELIST: &str = "aac,ac3,aiff,amr,amrnb,amrwb,ape,asf,au,avi,caf,dsf,dts,dtshd,\
+                                eac3,flac,flv,gsm,loas,matroska,mlp,mov,mp3,mpc,mpc8,mpeg,mpegts,\
+                                mxf,nut,ogg,oma,qcp,rm,shn,tak,truehd,tta,voc,w64,wav,wsaud,wtv,\
+                                wv,xwma,bmp_pipe,gif,jpeg_pipe,png_pipe,webp_pipe";
+
+/// Bytes read from the start of a file to recognise a playlist.
+const SNIFF_BYTES: usize = 64;
+
 /// Frames per block read from ffmpeg's pipe.
 const BLOCK_FRAMES: usize = 4_096;
 
-/// Bytes of ffmpeg's error output kept for the error message.
+/// Bytes of ffmpeg's error output kept for the log.
 const STDERR_KEPT_BYTES: usize = 4_096;
 
-/// Lines of ffmpeg's error output quoted in an error.
+/// Lines of ffmpeg's error output logged.
 const STDERR_SUMMARY_LINES: usize = 3;
 
 /// Codecs whose output holds the source without loss.
@@ -35,14 +51,9 @@ pub(super) fn open(
     limits.check_format(info.sample_rate, u32::from(info.channels))?;
 
     let mut child = Command::new("ffmpeg")
-        .args([
-            "-nostdin",
-            "-v",
-            "error",
-            "-protocol_whitelist",
-            "file",
-            "-i",
-        ])
+        .args(["-nostdin", "-v", "error"])
+        .args(INPUT_WHITELISTS)
+        .arg("-i")
         .arg(file_url(path))
         .args(["-map", "0:a:0", "-f", "f32le", "-acodec", "pcm_f32le", "-"])
         .stdin(Stdio::null())
@@ -66,6 +77,33 @@ pub(super) fn open(
         frames_decoded: 0,
     };
     Ok((info, source))
+}
+
+/// Given before the input: what it may be read through and parsed as.
+const INPUT_WHITELISTS: [&str; 4] = [
+    "-protocol_whitelist",
+    "file",
+    "-format_whitelist",
+    FORMAT_WHITELIST,
+];
+
+/// What a file that lists other files or URLs is called, when `path` is one: such
+/// files are refused by their first bytes, whatever their name.
+pub(super) fn playlist_kind(path: &Path) -> Option<&'static str> {
+    use std::os::unix::fs::FileExt;
+
+    let mut head = [0u8; SNIFF_BYTES];
+    let read = std::fs::File::open(path).ok()?.read_at(&mut head, 0).ok()?;
+    let head = head.get(..read)?;
+    let text = head.strip_prefix(b"\xef\xbb\xbf").unwrap_or(head);
+    let text = text.trim_ascii_start();
+    if text.starts_with(b"#EXTM3U") {
+        Some("HLS playlists (m3u8)")
+    } else if text.starts_with(b"ffconcat") {
+        Some("ffmpeg concat scripts")
+    } else {
+        None
+    }
 }
 
 /// `file:` keeps a name like `http:x` or `-y` from being read as a protocol or an option.
@@ -103,7 +141,9 @@ struct Probe {
 
 fn run_ffprobe(path: &Path) -> Result<Probe, DecodeError> {
     let output = Command::new("ffprobe")
-        .args(["-v", "error", "-protocol_whitelist", "file", "-select_streams", "a:0"])
+        .args(["-v", "error"])
+        .args(INPUT_WHITELISTS)
+        .args(["-select_streams", "a:0"])
         .args(["-show_entries", "format=format_name,duration:stream=codec_name,sample_rate,channels,sample_fmt,bits_per_raw_sample,duration"])
         .args(["-of", "flat"])
         .arg(file_url(path))
@@ -111,8 +151,13 @@ fn run_ffprobe(path: &Path) -> Result<Probe, DecodeError> {
         .output()
         .map_err(|error| spawn_error("ffprobe", &error))?;
     if !output.status.success() {
+        warn!(
+            path = %path.display(),
+            stderr = %summary(&output.stderr),
+            "ffprobe does not recognise the file"
+        );
         return Err(DecodeError::Unsupported {
-            reason: format!("ffprobe: {}", summary(&output.stderr)),
+            reason: "ffmpeg does not recognise it either".into(),
         });
     }
     Ok(Probe::parse(&String::from_utf8_lossy(&output.stdout)))
@@ -193,7 +238,7 @@ impl Probe {
     }
 }
 
-/// Last lines of a program's error output, for an error message.
+/// Last lines of a program's error output, for the log.
 fn summary(stderr: &[u8]) -> String {
     let text = String::from_utf8_lossy(stderr);
     let lines: Vec<&str> = text
@@ -279,8 +324,9 @@ impl FfmpegSource {
         }
         let reason = format!("{status}: {}", summary(&stderr));
         if self.frames_decoded == 0 {
+            warn!(%reason, "ffmpeg decoded nothing");
             return Err(DecodeError::Unsupported {
-                reason: format!("ffmpeg: {reason}"),
+                reason: "ffmpeg could not decode its audio".into(),
             });
         }
         warn!(%reason, "ffmpeg stopped early; keeping what was decoded");
@@ -356,6 +402,36 @@ mod tests {
             ..Probe::default()
         };
         assert_eq!(probe.sample_format(), SampleFormat::Int24);
+    }
+
+    /// A playlist whose segment is a real MPEG-TS file on this machine: without the
+    /// format whitelist, ffprobe follows it and reads that file.
+    #[test]
+    fn ffprobe_does_not_follow_playlists() {
+        let dir = tempfile::tempdir().unwrap();
+        let segment = dir.path().join("segment.ts");
+        let status = Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-f", "lavfi", "-i", "sine=d=1"])
+            .args(["-c:a", "mp2", "-f", "mpegts"])
+            .arg(&segment)
+            .status()
+            .unwrap();
+        assert!(status.success(), "ffmpeg could not make the segment");
+        let playlist = dir.path().join("list.m3u8");
+        let text = format!(
+            "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nfile:{}\n#EXT-X-ENDLIST\n",
+            segment.display()
+        );
+        std::fs::write(&playlist, text).unwrap();
+
+        let error = run_ffprobe(&playlist).unwrap_err();
+        let message = error.to_string();
+        assert_eq!(
+            message,
+            "unsupported format: ffmpeg does not recognise it either"
+        );
+        assert_eq!(playlist_kind(&playlist), Some("HLS playlists (m3u8)"));
+        assert_eq!(playlist_kind(&segment), None);
     }
 
     #[test]

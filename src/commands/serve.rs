@@ -4,13 +4,14 @@
 //! an API node, a worker or both (`--role`).
 
 use std::io::Write;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ipnet::IpNet;
 use jsonwebtoken::DecodingKey;
 use tokio_util::sync::CancellationToken;
 use whospoke::db::{self, Db, Lease};
@@ -18,8 +19,10 @@ use whospoke::engine::{Engine, EngineConfig};
 use whospoke::jobs::{FetchLimits, Files, Jobs, JobsConfig, run_workers};
 use whospoke::live::{Live, LiveConfig};
 use whospoke::runtime;
-use whospoke::server::auth::{Authenticator, JwtKeys};
+use whospoke::server::auth::{Authenticator, JwtKeys, hs256_secret};
 use whospoke::server::forward::Forwarder;
+use whospoke::server::ip_limit::IpLimits;
+use whospoke::server::proxy_headers::parse_network;
 use whospoke::server::rate_limit::RateLimits;
 use whospoke::server::routes::whip::Whip;
 use whospoke::server::signing::UrlSigner;
@@ -89,8 +92,8 @@ pub struct Args {
     /// Lifetime of signed download links.
     #[arg(long, env = "WHOSPOKE_DOWNLOAD_TTL_SECONDS", default_value_t = 3600)]
     download_ttl_seconds: u64,
-    /// Secret of HS256 JWTs.
-    #[arg(long, env = "WHOSPOKE_JWT_HS256_SECRET")]
+    /// Secret of HS256 JWTs (at least 32 bytes).
+    #[arg(long, env = "WHOSPOKE_JWT_HS256_SECRET", value_parser = hs256_secret)]
     jwt_hs256_secret: Option<String>,
     /// PEM public key of RS256 JWTs.
     #[arg(long, env = "WHOSPOKE_JWT_RS256_PUBLIC_KEY")]
@@ -175,6 +178,29 @@ pub struct Args {
     /// The ONNX Runtime library (libonnxruntime.so.1.31.1).
     #[arg(long, env = runtime::ORT_LIBRARY_ENV)]
     ort_lib: Option<PathBuf>,
+    /// A private address URL jobs may still fetch from without
+    /// --allow-private-urls, like an internal media store (repeatable).
+    #[arg(long, env = "WHOSPOKE_ALLOW_URL_ADDRESS", value_delimiter = ',')]
+    allow_url_address: Vec<IpAddr>,
+    /// JWTs must carry this `aud`.
+    #[arg(long, env = "WHOSPOKE_JWT_AUDIENCE")]
+    jwt_audience: Option<String>,
+    /// JWTs must carry this `iss`.
+    #[arg(long, env = "WHOSPOKE_JWT_ISSUER")]
+    jwt_issuer: Option<String>,
+    /// Proxies (addresses or CIDR networks, comma-separated) whose `Forwarded` and
+    /// `X-Forwarded-*` headers are believed.
+    #[arg(long, env = "WHOSPOKE_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_network)]
+    trusted_proxies: Vec<IpNet>,
+    /// Serve `/metrics` on this address instead of the API's.
+    #[arg(long, env = "WHOSPOKE_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+    /// Bearer token `/metrics` asks for.
+    #[arg(long, env = "WHOSPOKE_METRICS_TOKEN")]
+    metrics_token: Option<String>,
+    /// Requests per minute per client address, counted before authentication.
+    #[arg(long, env = "WHOSPOKE_IP_RATE_LIMIT_PER_MINUTE", default_value = "600")]
+    ip_rate_limit_per_minute: NonZeroU32,
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -243,6 +269,7 @@ async fn serve(args: Args) -> Result<(), String> {
                 max_bytes: args.url_max_bytes,
                 timeout: Duration::from_secs(args.url_timeout_seconds),
                 allow_private: args.allow_private_urls,
+                trusted_addresses: args.allow_url_address.clone(),
                 ..FetchLimits::default()
             },
             concurrent_jobs: args.concurrent_jobs,
@@ -279,6 +306,7 @@ async fn serve(args: Args) -> Result<(), String> {
     }
     let handle = metrics::install().map_err(|e| format!("metrics: {e}"))?;
     let limits = Arc::new(RateLimits::new(&db, args.rate_limit_per_minute));
+    let ip_limits = Arc::new(IpLimits::per_minute(args.ip_rate_limit_per_minute));
     let whip = Whip::new(Peers::new(webrtc_config(&args)));
     let state = AppState {
         jobs: Arc::clone(&jobs),
@@ -290,6 +318,7 @@ async fn serve(args: Args) -> Result<(), String> {
         )),
         auth: Arc::new(Authenticator::new(db.clone(), jwt_keys(&args)?)),
         limits: Arc::clone(&limits),
+        ip_limits: Arc::clone(&ip_limits),
         signer: Arc::new(UrlSigner::new(&signing_secret)),
         metrics: handle.clone(),
         config: Arc::new(HttpConfig {
@@ -297,6 +326,9 @@ async fn serve(args: Args) -> Result<(), String> {
             max_upload_bytes: args.max_upload_bytes,
             download_ttl: Duration::from_secs(args.download_ttl_seconds),
             upload_dir,
+            trusted_proxies: args.trusted_proxies.clone(),
+            metrics_token: args.metrics_token.clone(),
+            metrics_elsewhere: args.metrics_listen.is_some(),
         }),
         forwarder: Arc::new(
             Forwarder::new(lease.node_id.clone()).map_err(|e| format!("HTTP client: {e}"))?,
@@ -322,6 +354,17 @@ async fn serve(args: Args) -> Result<(), String> {
         Role::Api => None,
     };
     tokio::spawn(metrics::upkeep(handle, db, limits, shutdown.clone()));
+    tokio::spawn(ip_limits.upkeep(shutdown.clone()));
+    if let Some(address) = args.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|e| format!("listening on {address} for metrics: {e}"))?;
+        tokio::spawn(server::serve_metrics(
+            listener,
+            state.clone(),
+            shutdown.clone(),
+        ));
+    }
 
     // The one line on stdout: scripts and tests wait for it.
     println!("whospoke listening on http://{address}");
@@ -444,6 +487,8 @@ fn jwt_keys(args: &Args) -> Result<JwtKeys, String> {
             .as_ref()
             .map(|secret| DecodingKey::from_secret(secret.as_bytes())),
         rs256,
+        audience: args.jwt_audience.clone(),
+        issuer: args.jwt_issuer.clone(),
     })
 }
 

@@ -26,11 +26,30 @@ pub struct Caller {
     pub identity: String,
 }
 
-/// Keys that verify JWTs; either or both may be configured.
+/// Shortest HS256 secret accepted: RFC 7518 §3.2 asks for a key as long as the hash.
+pub const MIN_HS256_SECRET_BYTES: usize = 32;
+
+/// Keys that verify JWTs (either or both may be configured), and the claims
+/// they must carry when set.
 #[derive(Default)]
 pub struct JwtKeys {
     pub hs256: Option<DecodingKey>,
     pub rs256: Option<DecodingKey>,
+    /// Required `aud`.
+    pub audience: Option<String>,
+    /// Required `iss`.
+    pub issuer: Option<String>,
+}
+
+/// A `--jwt-hs256-secret`, refused when it is short enough to guess.
+pub fn hs256_secret(secret: &str) -> Result<String, String> {
+    if secret.len() < MIN_HS256_SECRET_BYTES {
+        return Err(format!(
+            "an HS256 secret needs at least {MIN_HS256_SECRET_BYTES} bytes, this one has {}",
+            secret.len()
+        ));
+    }
+    Ok(secret.to_owned())
 }
 
 #[derive(Deserialize)]
@@ -80,15 +99,28 @@ impl Authenticator {
             _ => None,
         }
         .ok_or_else(|| invalid("unsupported algorithm"))?;
-        let validation = Validation::new(header.alg);
-        let claims =
-            jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| {
-                match e.kind() {
-                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => invalid("expired"),
-                    jsonwebtoken::errors::ErrorKind::InvalidSignature => invalid("bad signature"),
-                    _ => invalid("rejected"),
-                }
-            })?;
+        let mut validation = Validation::new(header.alg);
+        let mut required = vec!["exp"];
+        if let Some(audience) = &self.jwt.audience {
+            validation.set_audience(&[audience]);
+            required.push("aud");
+        }
+        if let Some(issuer) = &self.jwt.issuer {
+            validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        validation.set_required_spec_claims(&required);
+        let claims = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind;
+            match e.kind() {
+                ErrorKind::ExpiredSignature => invalid("expired"),
+                ErrorKind::InvalidSignature => invalid("bad signature"),
+                ErrorKind::InvalidAudience => invalid("wrong audience"),
+                ErrorKind::InvalidIssuer => invalid("wrong issuer"),
+                ErrorKind::MissingRequiredClaim(claim) => invalid(&format!("no {claim}")),
+                _ => invalid("rejected"),
+            }
+        })?;
         let user_id = claims.claims.sub;
         if !self.db.user_exists(&user_id).await? {
             return Err(invalid("unknown user"));
@@ -193,4 +225,30 @@ pub async fn require_caller(
     let mut response = next.run(request).await;
     quota.stamp(response.headers_mut());
     response
+}
+
+/// Middleware of `/metrics`: with `--metrics-token`, only that Bearer token.
+pub async fn require_metrics_token(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if let Some(expected) = &state.config.metrics_token {
+        let given = bearer(request.headers()).unwrap_or_default();
+        if !same_secret(given.as_bytes(), expected.as_bytes()) {
+            return ApiError::unauthorized("Metrics need the configured Bearer token")
+                .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// Compares in time independent of where the inputs differ.
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |differ, (a, b)| differ | (a ^ b))
+            == 0
 }

@@ -22,6 +22,7 @@ use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
 
 use super::AppState;
 use super::error::ApiError;
+use super::proxy_headers::ClientIp;
 
 /// Marks a request one node sent another; its value is the sender's node id.
 const FORWARDED_BY: &str = "x-whospoke-forwarded-by";
@@ -90,6 +91,13 @@ async fn forward(state: &AppState, node_url: &str, request: Request) -> Result<R
             .map_or("/", |path| path.as_str())
     );
     let (mut parts, body) = request.into_parts();
+    // The owner counts the client, not this node, against its per-address
+    // limit when this node is among its --trusted-proxies.
+    if let Some(ClientIp(client)) = parts.extensions.get::<ClientIp>().copied()
+        && let Ok(value) = HeaderValue::from_str(&client.to_string())
+    {
+        parts.headers.insert("x-forwarded-for", value);
+    }
     if let Ok(upgrade) = WebSocketUpgrade::from_request_parts(&mut parts, state).await {
         let mut remote = target
             .replacen("http", "ws", 1)

@@ -19,10 +19,12 @@ use axum::routing::{get, post};
 use whip::MAX_OFFER_BYTES;
 
 use super::AppState;
-use super::auth::require_caller;
+use super::auth::{require_caller, require_metrics_token};
 use super::forward;
+use super::ip_limit::limit_by_ip;
 
 pub fn router(state: AppState) -> Router<AppState> {
+    let metrics_elsewhere = state.config.metrics_elsewhere;
     // Sessions running on another node are answered by that node.
     let session_routes = Router::new()
         .route(
@@ -67,8 +69,11 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/api/v1/jobs/{id}", get(jobs::get))
         .route("/api/v1/credits", get(system::credits))
         .route("/api/v1/speaker/stream/token", post(stream::token))
-        .route_layer(middleware::from_fn_with_state(state, require_caller));
-    Router::new()
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_caller,
+        ));
+    let api = Router::new()
         .merge(authenticated)
         // A WebSocket authenticates after the upgrade, so it can say why it refuses.
         .route("/api/v1/speaker/stream", get(stream::connect))
@@ -80,10 +85,25 @@ pub fn router(state: AppState) -> Router<AppState> {
         )
         // Signed links carry their own authorization.
         .route("/api/v1/files/{job_id}/{name}", get(files::download))
+        // Counted per client address before anyone is authenticated.
+        .route_layer(middleware::from_fn_with_state(state.clone(), limit_by_ip));
+    let router = Router::new()
+        .merge(api)
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
-        .route("/metrics", get(system::metrics))
         .route("/openapi.json", get(system::openapi))
         // The browser page: it asks for a key and calls the API like any client.
-        .merge(web::routes())
+        .merge(web::routes());
+    if metrics_elsewhere {
+        router
+    } else {
+        router.merge(metrics(state))
+    }
+}
+
+/// `/metrics`, behind `--metrics-token` when one is set.
+pub fn metrics(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/metrics", get(system::metrics))
+        .route_layer(middleware::from_fn_with_state(state, require_metrics_token))
 }

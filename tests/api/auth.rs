@@ -321,3 +321,79 @@ async fn another_users_job_is_not_found_on_get_retry_and_delete() {
         "bob sees none of alice's jobs: {listing}"
     );
 }
+
+fn hs256_claims(claims: serde_json::Value) -> String {
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(HS256_SECRET.as_bytes()),
+    )
+    .expect("sign a JWT")
+}
+
+#[tokio::test]
+async fn jwt_audience_and_issuer_are_checked_when_configured() {
+    let server = Server::start(&[
+        "--jwt-hs256-secret",
+        HS256_SECRET,
+        "--jwt-audience",
+        "whospoke-api",
+        "--jwt-issuer",
+        "https://idp.example",
+    ]);
+    let user = server.create_user(1_000);
+    let credits = || server.get("/api/v1/credits");
+    let claims = |aud: Option<&str>, iss: Option<&str>| {
+        let mut claims = json!({"sub": user.id, "exp": now() + 600});
+        if let Some(aud) = aud {
+            claims["aud"] = json!(aud);
+        }
+        if let Some(iss) = iss {
+            claims["iss"] = json!(iss);
+        }
+        hs256_claims(claims)
+    };
+
+    let right = claims(Some("whospoke-api"), Some("https://idp.example"));
+    expect_accepted(bearer(credits(), &right), &user, "the right aud and iss").await;
+    for (what, jwt) in [
+        (
+            "a wrong aud",
+            claims(Some("another-api"), Some("https://idp.example")),
+        ),
+        (
+            "a wrong iss",
+            claims(Some("whospoke-api"), Some("https://evil.example")),
+        ),
+        ("no aud", claims(None, Some("https://idp.example"))),
+        ("no iss", claims(Some("whospoke-api"), None)),
+    ] {
+        expect_unauthorized(bearer(credits(), &jwt), what).await;
+    }
+}
+
+#[test]
+fn a_short_hs256_secret_is_refused_at_start() {
+    let dir = tempfile::tempdir().expect("a data directory");
+    let output = Command::new(env!("CARGO_BIN_EXE_whospoke"))
+        .args(["serve", "--port", "0", "--data-dir"])
+        .arg(dir.path())
+        .args(["--jwt-hs256-secret", "only-31-bytes-of-secret-here..."])
+        .current_dir(crate::server::project_dir())
+        .output()
+        .expect("run `whospoke serve`");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "a 31-byte secret must stop the server: {stderr}"
+    );
+    assert!(
+        stderr.contains("an HS256 secret needs at least 32 bytes, this one has 31"),
+        "the error says why: {stderr}"
+    );
+    assert!(
+        output.stdout.is_empty(),
+        "the server never listened: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}

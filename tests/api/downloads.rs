@@ -171,3 +171,101 @@ async fn an_expired_download_url_gets_410() {
         .await;
     }
 }
+
+/// The job as a client at `from` sees it, with extra request headers.
+async fn job_seen_from(
+    server: &Server,
+    key: &str,
+    id: i64,
+    from: &str,
+    headers: &[(&str, &str)],
+) -> serde_json::Value {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .local_address(from.parse::<std::net::IpAddr>().expect("an address"))
+        .build()
+        .expect("a client");
+    let mut request = client
+        .get(server.url(&format!("/api/v1/jobs/{id}")))
+        .header("X-API-Key", key);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    crate::client::expect_json(request.send().await, 200, "GET the job").await
+}
+
+/// Links follow `X-Forwarded-Proto` / `Forwarded` only from a `--trusted-proxies` peer
+/// (here 127.0.0.2); from anyone else (127.0.0.1) they are ignored.
+#[tokio::test]
+async fn links_follow_forwarded_headers_from_trusted_proxies_only() {
+    let server = Server::start(&["--trusted-proxies", "127.0.0.2/32"]);
+    let user = server.create_user(1_000_000);
+    let id = Submission::extract()
+        .file("clip.wav", audio::speech_clip())
+        .submit(&server, &user)
+        .await;
+    server.wait_for_status(&user, id, "COMPLETED").await;
+    let rttm_url = |job: &serde_json::Value| {
+        job["result"]["rttm_url"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let x_forwarded = [
+        ("X-Forwarded-Proto", "https"),
+        ("X-Forwarded-Host", "api.example"),
+    ];
+    let forwarded = [("Forwarded", "for=203.0.113.9;proto=https;host=edge.example")];
+
+    let job = job_seen_from(&server, &user.key, id, "127.0.0.2", &x_forwarded).await;
+    assert!(
+        rttm_url(&job).starts_with("https://api.example/api/v1/files/"),
+        "{job}"
+    );
+    let job = job_seen_from(&server, &user.key, id, "127.0.0.2", &forwarded).await;
+    assert!(
+        rttm_url(&job).starts_with("https://edge.example/api/v1/files/"),
+        "{job}"
+    );
+
+    let own = format!("{}/api/v1/files/", server.base);
+    for headers in [&x_forwarded[..], &forwarded[..]] {
+        let job = job_seen_from(&server, &user.key, id, "127.0.0.1", headers).await;
+        assert!(
+            rttm_url(&job).starts_with(&own),
+            "an untrusted peer's {headers:?}: {job}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn links_use_the_public_url_whatever_the_request_says() {
+    let server = Server::start(&[
+        "--public-url",
+        "https://diarize.example/",
+        "--trusted-proxies",
+        "127.0.0.0/8",
+    ]);
+    let user = server.create_user(1_000_000);
+    let id = Submission::extract()
+        .file("clip.wav", audio::speech_clip())
+        .submit(&server, &user)
+        .await;
+    server.wait_for_status(&user, id, "COMPLETED").await;
+    let job = job_seen_from(
+        &server,
+        &user.key,
+        id,
+        "127.0.0.1",
+        &[
+            ("X-Forwarded-Proto", "http"),
+            ("X-Forwarded-Host", "other.example"),
+        ],
+    )
+    .await;
+    let url = job["result"]["rttm_url"].as_str().unwrap_or_default();
+    assert!(
+        url.starts_with("https://diarize.example/api/v1/files/"),
+        "{job}"
+    );
+}

@@ -221,3 +221,181 @@ async fn undecodable_uploads_get_422_and_a_failed_job_with_no_charge() {
     );
     assert_eq!(server.balance(&user).await, before, "422s cost nothing");
 }
+
+/// A `/proc/<pid>/status` figure in kB (`VmRSS`, `VmHWM`).
+fn proc_status_kb(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// One chunk of a `Transfer-Encoding: chunked` body.
+fn chunk(data: &[u8]) -> Vec<u8> {
+    let mut out = format!("{:x}\r\n", data.len()).into_bytes();
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+#[tokio::test]
+async fn a_600_mb_url_field_gets_413_before_the_server_buffers_it() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const FIELD_BYTES: usize = 600 << 20;
+    const PIECE_BYTES: usize = 1 << 20;
+    let server = Server::start(&[]);
+    let user = server.create_user(1_000_000);
+    let pid = server.pid();
+    // Writing 5 to clear_refs resets the peak (VmHWM) to the current RSS, so the
+    // peak read afterwards is the peak of this request alone.
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("reset the server's peak RSS");
+    let before_kb = proc_status_kb(pid, "VmRSS");
+
+    let socket = tokio::net::TcpStream::connect(server.socket_addr())
+        .await
+        .expect("connect to the server");
+    let (mut reader, mut writer) = socket.into_split();
+    let boundary = "whospoke-test-boundary";
+    let head = format!(
+        "POST /api/v1/speaker/extract HTTP/1.1\r\nHost: {}\r\nX-API-Key: {}\r\n\
+         Content-Type: multipart/form-data; boundary={boundary}\r\n\
+         Transfer-Encoding: chunked\r\n\r\n",
+        server.socket_addr(),
+        user.key
+    );
+    let part = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"url\"\r\n\r\nhttp://example.com/"
+    );
+    // The client streams the field until the server stops reading.
+    let sender = tokio::spawn(async move {
+        writer.write_all(head.as_bytes()).await?;
+        writer.write_all(&chunk(part.as_bytes())).await?;
+        let piece = chunk(&vec![b'a'; PIECE_BYTES]);
+        for _ in 0..FIELD_BYTES / PIECE_BYTES {
+            writer.write_all(&piece).await?;
+        }
+        std::io::Result::Ok(())
+    });
+
+    let mut response = Vec::new();
+    let mut buffer = vec![0u8; 64 * 1024];
+    let body = loop {
+        match reader.read(&mut buffer).await {
+            Ok(0) | Err(_) => break None,
+            Ok(read) => response.extend_from_slice(&buffer[..read]),
+        }
+        let text = String::from_utf8_lossy(&response);
+        if let Some((_, body)) = text.split_once("\r\n\r\n")
+            && let Ok(body) = serde_json::from_str::<serde_json::Value>(body)
+        {
+            break Some(body);
+        }
+    };
+    let peak_kb = proc_status_kb(pid, "VmHWM");
+    let _ = sender.await;
+
+    let text = String::from_utf8_lossy(&response);
+    assert!(
+        text.starts_with("HTTP/1.1 413"),
+        "a 600 MB url field is refused with 413: {text}"
+    );
+    let detail = body
+        .as_ref()
+        .and_then(|b| b["detail"].as_str())
+        .unwrap_or_default();
+    assert!(
+        detail.contains("url") && detail.contains("8192 bytes"),
+        "the detail names the field and its limit: {detail:?}"
+    );
+    let grown_mb = peak_kb.saturating_sub(before_kb) / 1024;
+    assert!(
+        grown_mb < 50,
+        "the server's RSS peaked {grown_mb} MB above its {} MB before the request",
+        before_kb / 1024
+    );
+}
+
+#[tokio::test]
+async fn oversize_query_strings_and_headers_are_refused_with_their_limit() {
+    let server = Server::start(&[]);
+    let user = server.create_user(1_000);
+
+    let long_query = format!("/api/v1/speaker/jobs?status={}", "A".repeat(9_000));
+    let response = server.get(&long_query).with_key(&user).send().await;
+    let detail = expect_detail(response, 414, "a 9 kB query string").await;
+    assert!(detail.contains("8192 bytes"), "{detail}");
+
+    let mut request = server.get("/api/v1/credits").with_key(&user);
+    for n in 0..5 {
+        request = request.header(format!("x-padding-{n}"), "p".repeat(8_000));
+    }
+    let detail = expect_detail(request.send().await, 431, "40 kB of headers").await;
+    assert!(detail.contains("32768 bytes"), "{detail}");
+
+    let response = server.get("/api/v1/credits").with_key(&user).send().await;
+    expect_json(response, 200, "an ordinary request afterwards").await;
+}
+
+/// 200 requests with a bad key from one address: 401 while its budget lasts, 429 after,
+/// even for a good key; another address still gets its 401.
+#[tokio::test]
+async fn floods_from_one_address_get_429_before_authentication() {
+    const PER_MINUTE: usize = 100;
+    let server = Server::start(&["--ip-rate-limit-per-minute", &PER_MINUTE.to_string()]);
+    let user = server.create_user(1_000);
+    let bad = crate::server::User {
+        id: user.id.clone(),
+        key: "ap_not-a-key".into(),
+    };
+
+    let started = std::time::Instant::now();
+    let mut statuses = Vec::new();
+    for _ in 0..200 {
+        let response = server.get("/api/v1/credits").with_key(&bad).send().await;
+        statuses.push(response.expect("GET /api/v1/credits").status().as_u16());
+    }
+    // The budget refills one request per 60/PER_MINUTE s while the flood runs.
+    let refilled = (started.elapsed().as_secs_f64() * PER_MINUTE as f64 / 60.0).ceil() as usize;
+    assert!(
+        statuses[..PER_MINUTE].iter().all(|&s| s == 401),
+        "the first {PER_MINUTE} bad keys get 401: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|&s| s == 401 || s == 429),
+        "{statuses:?}"
+    );
+    let unauthorized = statuses.iter().filter(|&&s| s == 401).count();
+    assert!(
+        unauthorized <= PER_MINUTE + refilled,
+        "{unauthorized} 401s, more than the budget {PER_MINUTE} plus {refilled} refilled: {statuses:?}"
+    );
+
+    // Of two requests in a row one may use a refill, not both.
+    let mut limited = None;
+    for _ in 0..2 {
+        let response = server.get("/api/v1/credits").with_key(&user).send().await;
+        let response = response.expect("GET /api/v1/credits with a good key");
+        if response.status() == 429 {
+            limited = Some(expect_detail(Ok(response), 429, "a good key, flooding address").await);
+            break;
+        }
+    }
+    let detail = limited.expect("a good key from the flooding address gets 429 too");
+    assert!(detail.contains("from your address"), "{detail}");
+
+    let elsewhere = reqwest::Client::builder()
+        .no_proxy()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().expect("an address"))
+        .build()
+        .expect("a client");
+    let response = elsewhere
+        .get(server.url("/api/v1/credits"))
+        .with_key(&bad)
+        .send()
+        .await;
+    expect_detail(response, 401, "a bad key from another address").await;
+}

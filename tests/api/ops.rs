@@ -135,3 +135,52 @@ async fn the_openapi_document_describes_the_api() {
         );
     }
 }
+
+/// A port nothing listens on right now, for a flag that needs a fixed address.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("find a free port")
+        .port()
+}
+
+#[tokio::test]
+async fn metrics_can_move_to_their_own_address() {
+    let metrics_address = format!("127.0.0.1:{}", free_port());
+    let server = Server::start(&["--metrics-listen", &metrics_address]);
+
+    let (status, _) = status_and_text(server.get("/metrics").send().await, "GET /metrics").await;
+    assert_eq!(status, 404, "no /metrics on the API's address");
+    let response = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("a client")
+        .get(format!("http://{metrics_address}/metrics"))
+        .send()
+        .await;
+    let (status, text) = status_and_text(response, "GET /metrics on --metrics-listen").await;
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        metric(&text, "whospoke_http_requests_total").is_some() || text.contains("whospoke_"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn metrics_can_ask_for_a_token() {
+    let server = Server::start(&["--metrics-token", "scrape-secret"]);
+    for (what, request) in [
+        ("no token", server.get("/metrics")),
+        (
+            "a wrong token",
+            server.get("/metrics").bearer_auth("scrape-secre"),
+        ),
+    ] {
+        let (status, text) = status_and_text(request.send().await, what).await;
+        assert_eq!(status, 401, "{what}: {text}");
+    }
+    let request = server.get("/metrics").bearer_auth("scrape-secret");
+    let (status, text) = status_and_text(request.send().await, "the token").await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("whospoke_"), "{text}");
+}

@@ -32,7 +32,7 @@ const JOB_TIMEOUT: Duration = Duration::from_secs(180);
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// How long a SIGTERMed server may take beyond its grace period before the test calls it hung.
 const EXIT_MARGIN: Duration = Duration::from_secs(90);
-/// Unless a test sets its own, the rate limit is out of the way (polling sends many requests).
+/// Unless a test sets its own, the rate limits are out of the way (polling sends many requests).
 const UNLIMITED_RATE: &str = "1000000";
 const LOG_TAIL_LINES: usize = 80;
 /// Cluster nodes' job leases: a dead node's work moves on within a test.
@@ -94,8 +94,10 @@ impl Server {
         if allow_private_urls {
             args.push("--allow-private-urls".into());
         }
-        if !extra.contains(&"--rate-limit-per-minute") {
-            args.extend(["--rate-limit-per-minute".into(), UNLIMITED_RATE.into()]);
+        for limit in ["--rate-limit-per-minute", "--ip-rate-limit-per-minute"] {
+            if !extra.contains(&limit) {
+                args.extend([limit.into(), UNLIMITED_RATE.into()]);
+            }
         }
         if !extra.contains(&"--database-url")
             && let Some(url) = test_database()
@@ -124,6 +126,14 @@ impl Server {
         };
         server.spawn();
         server
+    }
+
+    /// The process id of the running server, for reading its /proc entries.
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .expect("pid: the server is not running")
+            .id()
     }
 
     pub fn data_dir(&self) -> PathBuf {

@@ -1676,3 +1676,46 @@ async fn the_owner_can_watch_a_websocket_session_over_sse_and_websocket() {
         );
     }
 }
+
+/// Text messages are capped before they are parsed: an oversize `start` is refused, and
+/// an oversize message mid-stream ends the session with what was received finalized.
+#[tokio::test]
+async fn oversize_text_messages_close_1009() {
+    let server = Server::start(&[]);
+    let user = server.create_user(PLENTY);
+    let pcm = sample().pcm;
+    let padding = " ".repeat(5_000);
+
+    let mut session = WsSession::connect(&server, Auth::Header(&user.key)).await;
+    let mut start = start_message(&pcm, "pcm_s16le").to_string();
+    start.push_str(&padding);
+    let _ = session.send_text(&start).await;
+    let error = session
+        .expect_error("message_too_large", &[1009], "a 5 kB start")
+        .await;
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("4096 bytes"),
+        "the message names the limit: {error}"
+    );
+
+    let before = pcm.slice(6.0, 8.0);
+    let mut session = WsSession::connect(&server, Auth::Header(&user.key)).await;
+    let job_id = check_ready(&session.start(start_message(&pcm, "pcm_s16le")).await, None);
+    let sent = session.send_audio(&before.s16le(), ODD_FRAME_BYTES).await;
+    assert_eq!(sent, before.s16le().len(), "{}", session.summary());
+    let _ = session
+        .send_text(&format!("{{\"type\":\"keepalive\"}}{padding}"))
+        .await;
+    session
+        .expect_error("message_too_large", &[1009], "a 5 kB keepalive")
+        .await;
+    let job = check_job(&server, &user, job_id, (16_000, 1), None).await;
+    let duration = number(&job, "duration_seconds");
+    assert!(
+        (duration - before.seconds()).abs() <= DURATION_TOLERANCE_SECONDS,
+        "the job holds the audio sent before the oversize message: {duration} s"
+    );
+}

@@ -134,3 +134,71 @@ async fn platform_pages_need_yt_dlp() {
         "a failed URL job costs nothing"
     );
 }
+
+/// An HLS playlist naming a media file on the server's own disk, by URL and by upload:
+/// refused as a playlist, and the message shows no path.
+#[tokio::test]
+async fn hls_playlists_are_refused_by_format_without_paths() {
+    let on_server = crate::server::project_dir().join("tests/data/sample.wav");
+    let playlist = format!(
+        "#EXTM3U\n#EXT-X-TARGETDURATION:30\n#EXTINF:30,\nfile:{}\n#EXT-X-ENDLIST\n",
+        on_server.display()
+    );
+    let media = MediaServer::serve("list.m3u8", playlist.clone().into_bytes()).await;
+    let server = Server::start(&[]);
+    let user = server.create_user(1_000_000);
+    let before = server.balance(&user).await;
+
+    let by_url = refusal(&server, &user, &media.url).await;
+    let job = crate::jobs::failed_upload(&server, &user, "list.m3u8", playlist.into_bytes()).await;
+    let by_upload = job["error_message"].as_str().unwrap_or_default().to_owned();
+    for (how, message) in [("url", by_url), ("upload", by_upload)] {
+        assert!(
+            message.contains("HLS playlists (m3u8) are not supported"),
+            "a playlist by {how} is refused naming the format: {message:?}"
+        );
+        assert!(
+            !message.contains('/'),
+            "a playlist by {how} is refused without a path: {message:?}"
+        );
+    }
+    assert_eq!(server.balance(&user).await, before, "refusals cost nothing");
+}
+
+/// A server in the default (strict) mode that trusts one private address, 127.0.0.2,
+/// where a page redirects to the media on 127.0.0.1: the redirect is refused before
+/// anything connects to 127.0.0.1.
+#[tokio::test]
+async fn a_redirect_to_loopback_is_refused_in_strict_mode() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let media = MediaServer::serve("sample.wav", audio::sample_bytes()).await;
+    let redirector = tokio::net::TcpListener::bind("127.0.0.2:0")
+        .await
+        .expect("bind 127.0.0.2");
+    let first_hop = format!(
+        "http://{}/talk.wav",
+        redirector.local_addr().expect("the redirector's address")
+    );
+    let location = media.url.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = redirector.accept().await {
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let answer = format!(
+                "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\
+                 Connection: close\r\n\r\n"
+            );
+            let _ = socket.write_all(answer.as_bytes()).await;
+        }
+    });
+    let server = Server::start_with(false, &["--allow-url-address", "127.0.0.2"], &[]);
+    let user = server.create_user(1_000_000);
+
+    let message = refusal(&server, &user, &first_hop).await;
+    assert_eq!(
+        message,
+        "address 127.0.0.1 is private; URL ingestion from private networks is disabled"
+    );
+    assert_eq!(media.requests(), 0, "nothing connected to 127.0.0.1");
+}

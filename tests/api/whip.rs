@@ -581,6 +581,12 @@ async fn bad_offers_strangers_and_missing_auth_are_refused() {
         post_offer(&server, Some(&owner.key), "text/plain", &client.offer).await;
     assert_eq!(status, 415, "the wrong content type: {body}");
 
+    // The body is capped before it is read: 100 kB of "SDP" is refused unread.
+    let oversize = format!("{}{}", client.offer, "a=x\r\n".repeat(20_000));
+    let (status, _, body) =
+        post_offer(&server, Some(&owner.key), "application/sdp", &oversize).await;
+    assert_eq!(status, 413, "an oversize offer: {body}");
+
     // A real session: strangers cannot see, trickle to or end it.
     let (status, headers, _) =
         post_offer(&server, Some(&owner.key), "application/sdp", &client.offer).await;

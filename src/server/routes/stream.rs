@@ -32,7 +32,7 @@ use crate::live::{LiveError, Session, SpecError, StreamSpec};
 use crate::server::AppState;
 use crate::server::auth::{Caller, QueryCredentials, live_caller};
 use crate::server::error::ApiError;
-use messages::{ClientMessage, Failure, Outgoing, close};
+use messages::{BadMessage, ClientMessage, Failure, MAX_TEXT_BYTES, Outgoing, close};
 
 /// Messages waiting for the writer; beyond this the senders wait for the client.
 const OUTGOING_CAPACITY: usize = 256;
@@ -209,7 +209,7 @@ async fn open(
             () = live.shutdown().cancelled() => return Err(shutdown_failure()),
         };
         match message {
-            Some(Ok(Message::Text(text))) => match serde_json::from_str(&text) {
+            Some(Ok(Message::Text(text))) => match ClientMessage::parse(&text) {
                 Ok(ClientMessage::Start(fields)) => {
                     break StreamSpec::try_from(fields).map_err(|e| bad_start(&e))?;
                 }
@@ -221,7 +221,8 @@ async fn open(
                         close::BAD_REQUEST,
                     ));
                 }
-                Err(e) => {
+                Err(BadMessage::TooLarge) => return Err(text_too_large()),
+                Err(BadMessage::Invalid(e)) => {
                     return Err(Failure::new(
                         "bad_start",
                         format!("Invalid start message: {e}"),
@@ -295,7 +296,7 @@ async fn stream(
                     break Ending::Failure(push_failure(&e));
                 }
             }
-            Message::Text(text) => match serde_json::from_str(&text) {
+            Message::Text(text) => match ClientMessage::parse(&text) {
                 Ok(ClientMessage::Keepalive {}) => {}
                 Ok(ClientMessage::Finalize {}) => {
                     if session.finalize().is_err() {
@@ -310,7 +311,8 @@ async fn stream(
                         close::POLICY,
                     ));
                 }
-                Err(e) => {
+                Err(BadMessage::TooLarge) => break Ending::Failure(text_too_large()),
+                Err(BadMessage::Invalid(e)) => {
                     break Ending::Failure(Failure::new(
                         "bad_message",
                         format!("Invalid message: {e}"),
@@ -363,6 +365,14 @@ fn frame_too_large(max_frame_bytes: usize) -> Failure {
     Failure::new(
         "frame_too_large",
         format!("Binary frames are at most {max_frame_bytes} bytes"),
+        close::TOO_BIG,
+    )
+}
+
+fn text_too_large() -> Failure {
+    Failure::new(
+        "message_too_large",
+        format!("Text messages are at most {MAX_TEXT_BYTES} bytes"),
         close::TOO_BIG,
     )
 }

@@ -2,7 +2,8 @@
 //! or a form with a `url`, plus the speaker-count options.
 //!
 //! Uploads stream to a temporary file, counted against the size limit as
-//! they arrive, and are never held whole in memory.
+//! they arrive, and are never held whole in memory; every other part of the
+//! body is read chunk by chunk against a small cap.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,10 @@ use axum::http::{StatusCode, header};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
+mod overhead;
+
+use overhead::{MAX_OVERHEAD_BYTES, Overhead};
+
 use super::view::{self, Links};
 use crate::db::JobType;
 use crate::jobs::{Source, SpeakerOptions, fetch};
@@ -25,6 +30,10 @@ use crate::server::error::ApiError;
 
 /// Form bodies hold a URL and a few numbers; anything bigger is not one.
 const MAX_FORM_BYTES: usize = 64 * 1024;
+/// One text field of a multipart body: a URL or a number.
+const MAX_FIELD_BYTES: usize = 8 * 1024;
+/// Text fields of a multipart body; the API knows four.
+const MAX_FIELDS: usize = 16;
 const SPEAKER_FIELDS: [&str; 3] = ["num_speakers", "min_speakers", "max_speakers"];
 
 pub async fn extract(
@@ -135,10 +144,15 @@ async fn read_multipart(
         discard_body(request.into_body()).await;
         return Err(too_large(limit));
     }
+    let overhead = Overhead::default();
+    let (parts, body) = request.into_parts();
+    let request = Request::from_parts(parts, overhead.count(body));
     let mut multipart = Multipart::from_request(request, state)
         .await
         .map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let bad_multipart = |error| multipart_error(&overhead, error);
     let mut received = None;
+    let mut text_fields = 0;
     while let Some(field) = multipart.next_field().await.map_err(bad_multipart)? {
         let name = field.name().unwrap_or_default().to_owned();
         if name == "file" {
@@ -151,13 +165,19 @@ async fn read_multipart(
                 .upload_dir
                 .join(uuid::Uuid::new_v4().to_string());
             let file = TempUpload(Received { path, filename });
-            save_field(field, &file.0.path, limit).await?;
+            save_field(field, &file.0.path, limit, &overhead).await?;
             received = Some(file);
         } else {
-            let value = field.text().await.map_err(bad_multipart)?;
-            if value.len() > MAX_FORM_BYTES {
-                return Err(ApiError::bad_request(format!("field `{name}` is too long")));
+            text_fields += 1;
+            if text_fields > MAX_FIELDS {
+                overhead.drain();
+                discard(field).await;
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("Too many form fields: at most {MAX_FIELDS} besides the file"),
+                ));
             }
+            let value = read_text_field(field, &name, &overhead).await?;
             fields.insert(name, value);
         }
     }
@@ -165,14 +185,25 @@ async fn read_multipart(
 }
 
 /// Streams one multipart field to `path`, failing with 413 past `limit` bytes.
-async fn save_field(mut field: Field<'_>, path: &Path, limit: u64) -> Result<(), ApiError> {
+async fn save_field(
+    mut field: Field<'_>,
+    path: &Path,
+    limit: u64,
+    overhead: &Overhead,
+) -> Result<(), ApiError> {
     let mut file = tokio::fs::File::create(path)
         .await
         .map_err(ApiError::internal)?;
     let mut written = 0u64;
-    while let Some(chunk) = field.chunk().await.map_err(bad_multipart)? {
+    while let Some(chunk) = field
+        .chunk()
+        .await
+        .map_err(|e| multipart_error(overhead, e))?
+    {
+        overhead.file_bytes(chunk.len());
         written += chunk.len() as u64;
         if written > limit {
+            overhead.drain();
             discard(field).await;
             return Err(too_large(limit));
         }
@@ -185,10 +216,43 @@ async fn save_field(mut field: Field<'_>, path: &Path, limit: u64) -> Result<(),
     Ok(())
 }
 
+/// Reads a text field chunk by chunk, refusing it (413) as soon as it passes
+/// [`MAX_FIELD_BYTES`], before more of it is held.
+async fn read_text_field(
+    mut field: Field<'_>,
+    name: &str,
+    overhead: &Overhead,
+) -> Result<String, ApiError> {
+    let mut value = Vec::new();
+    while let Some(chunk) = field
+        .chunk()
+        .await
+        .map_err(|e| multipart_error(overhead, e))?
+    {
+        if value.len() + chunk.len() > MAX_FIELD_BYTES {
+            overhead.drain();
+            discard(field).await;
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("Field `{name}` is too long: at most {MAX_FIELD_BYTES} bytes"),
+            ));
+        }
+        value.extend_from_slice(&chunk);
+    }
+    String::from_utf8(value)
+        .map_err(|_| ApiError::bad_request(format!("Field `{name}` is not UTF-8 text")))
+}
+
 async fn read_form(request: Request, fields: &mut HashMap<String, String>) -> Result<(), ApiError> {
+    // `to_bytes` stops reading at the limit, so nothing past it is held.
     let body = axum::body::to_bytes(request.into_body(), MAX_FORM_BYTES)
         .await
-        .map_err(|_| ApiError::bad_request("The form body is too large"))?;
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("The form body is too large: at most {MAX_FORM_BYTES} bytes"),
+            )
+        })?;
     fields.extend(url::form_urlencoded::parse(&body).into_owned());
     Ok(())
 }
@@ -246,6 +310,18 @@ fn too_large(limit: u64) -> ApiError {
     )
 }
 
-fn bad_multipart(error: axum::extract::multipart::MultipartError) -> ApiError {
+fn multipart_error(
+    overhead: &Overhead,
+    error: axum::extract::multipart::MultipartError,
+) -> ApiError {
+    if overhead.exceeded() {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "Multipart body too large: its parts other than the file may hold at most \
+                 {MAX_OVERHEAD_BYTES} bytes"
+            ),
+        );
+    }
     ApiError::bad_request(format!("Malformed multipart body: {}", error.body_text()))
 }

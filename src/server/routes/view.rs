@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use crate::db::Job;
 use crate::jobs::JobResult;
 use crate::server::AppState;
+use crate::server::proxy_headers::forwarded_origin;
 
 /// Makes absolute, signed, expiring links to job files.
 pub struct Links<'a> {
@@ -17,14 +18,20 @@ pub struct Links<'a> {
 }
 
 impl<'a> Links<'a> {
-    /// Links rooted at the configured public URL, else at the request's `Host`.
+    /// Links rooted at the configured public URL, else at the scheme and host
+    /// the client used: a trusted proxy's `Forwarded` / `X-Forwarded-*`
+    /// (untrusted ones are gone by now), else plain http and `Host`.
     pub fn new(state: &'a AppState, headers: &HeaderMap) -> Self {
         let base = state.config.public_url.clone().unwrap_or_else(|| {
-            let host = headers
-                .get(header::HOST)
-                .and_then(|value| value.to_str().ok())
-                .unwrap_or("localhost");
-            format!("http://{host}")
+            let (scheme, host) = forwarded_origin(headers);
+            let host = host.unwrap_or_else(|| {
+                headers
+                    .get(header::HOST)
+                    .and_then(|value| value.to_str().ok())
+                    .unwrap_or("localhost")
+                    .to_owned()
+            });
+            format!("{}://{host}", scheme.as_deref().unwrap_or("http"))
         });
         let expires = unix_now() + state.config.download_ttl.as_secs();
         Self {

@@ -20,6 +20,9 @@ pub mod close {
     pub const TIMEOUT: u16 = 4408;
 }
 
+/// Largest text message; a `start` with every field and a long name is far smaller.
+pub const MAX_TEXT_BYTES: usize = 4 * 1024;
+
 /// A text message from the client.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -28,6 +31,23 @@ pub enum ClientMessage {
     Keepalive {},
     Finalize {},
     End {},
+}
+
+/// Why a text message was refused.
+#[derive(Debug)]
+pub enum BadMessage {
+    TooLarge,
+    Invalid(serde_json::Error),
+}
+
+impl ClientMessage {
+    /// Parses a text message, refusing an oversize one before parsing it.
+    pub fn parse(text: &str) -> Result<Self, BadMessage> {
+        if text.len() > MAX_TEXT_BYTES {
+            return Err(BadMessage::TooLarge);
+        }
+        serde_json::from_str(text).map_err(BadMessage::Invalid)
+    }
 }
 
 /// Why a session is refused or ends early: the error frame and the close that follows it.
@@ -100,8 +120,26 @@ mod tests {
         assert!(matches!(start, ClientMessage::Start(f) if f.sample_rate == Some(16_000)));
         let end: ClientMessage = serde_json::from_str(r#"{"type":"end"}"#).unwrap();
         assert!(matches!(end, ClientMessage::End {}));
-        assert!(
-            serde_json::from_str::<ClientMessage>(r#"{"type":"start","sample_rate":"x"}"#).is_err()
+        assert!(matches!(
+            ClientMessage::parse(r#"{"type":"start","sample_rate":"x"}"#),
+            Err(BadMessage::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn refuses_oversize_messages_before_parsing() {
+        let padded = format!(r#"{{"type":"keepalive"}}{}"#, " ".repeat(MAX_TEXT_BYTES));
+        assert!(matches!(
+            ClientMessage::parse(&padded),
+            Err(BadMessage::TooLarge)
+        ));
+        let fits = format!(
+            r#"{{"type":"keepalive"}}{}"#,
+            " ".repeat(MAX_TEXT_BYTES - 20)
         );
+        assert!(matches!(
+            ClientMessage::parse(&fits),
+            Ok(ClientMessage::Keepalive {})
+        ));
     }
 }
