@@ -1719,3 +1719,42 @@ async fn oversize_text_messages_close_1009() {
         "the job holds the audio sent before the oversize message: {duration} s"
     );
 }
+
+/// A load balancer reads `/readyz`: 503 while the node holds `--live-max-sessions`
+/// sessions, ready again once one ends.
+#[tokio::test]
+async fn readiness_is_503_while_the_node_is_full() {
+    let server = Server::start(&["--live-max-sessions", "1"]);
+    let user = server.create_user(PLENTY);
+    let ready = || async {
+        let response = server.get("/readyz").send().await.expect("GET /readyz");
+        let status = response.status().as_u16();
+        (status, response.json::<Value>().await.expect("readyz JSON"))
+    };
+    assert_eq!(ready().await.0, 200);
+    let pcm = sample().pcm;
+    let mut session = WsSession::connect(&server, Auth::Header(&user.key)).await;
+    session.start(start_message(&pcm, "pcm_s16le")).await;
+    let (status, body) = ready().await;
+    assert_eq!(status, 503, "full: {body}");
+    assert!(
+        body["detail"].as_str().is_some_and(|d| d.contains("full")),
+        "{body}"
+    );
+    session.send_audio(&pcm.slice(0.0, 2.0).s16le(), 3200).await;
+    session.control("end").await;
+    session.until("completed").await;
+    // The slot is given back just after `completed` is sent.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (status, body) = ready().await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a session ended, the node takes streams again: {status} {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
