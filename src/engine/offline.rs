@@ -321,16 +321,20 @@ impl<'e> OfflineRun<'e> {
     fn assign_speakers(&self) -> (Vec<[Option<usize>; LOCAL_SPEAKERS]>, usize) {
         let mut speakers = Vec::new();
         let mut slots = Vec::new();
+        let mut group = 0;
         for (w, window) in self.windows.iter().enumerate() {
-            for (local, e) in window.embeddings.iter().enumerate() {
-                if let Some(e) = e {
-                    speakers.push(LocalSpeaker {
-                        window: w,
-                        embedding: e.embedding,
-                        reliable: e.reliable,
-                    });
-                    slots.push((w, local));
+            for together in heard_together(&window.activity) {
+                for local in together {
+                    if let Some(e) = window.embeddings[local] {
+                        speakers.push(LocalSpeaker {
+                            group,
+                            embedding: e.embedding,
+                            reliable: e.reliable,
+                        });
+                        slots.push((w, local));
+                    }
                 }
+                group += 1;
             }
         }
         let mut placed = vec![[None; LOCAL_SPEAKERS]; self.windows.len()];
@@ -352,6 +356,31 @@ impl<'e> OfflineRun<'e> {
         let count = labels.iter().max().map_or(0, |&m| m + 1);
         (placed, count)
     }
+}
+
+/// The window's local speakers in groups heard together: their spans (first
+/// to last active frame) chain into one another. A local speaker heard only
+/// before or after another may be the same person in a second slot, so the
+/// cannot-link of the clustering holds within a group, not across groups.
+fn heard_together(activity: &LocalActivity) -> Vec<Vec<usize>> {
+    let mut spans: Vec<(usize, usize, usize)> = (0..LOCAL_SPEAKERS)
+        .filter_map(|local| {
+            let first = activity.iter().position(|f| f[local])?;
+            let last = activity.iter().rposition(|f| f[local])?;
+            Some((first, last + 1, local))
+        })
+        .collect();
+    spans.sort_unstable();
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut end = 0;
+    for (first, last, local) in spans {
+        match groups.last_mut() {
+            Some(group) if first < end => group.push(local),
+            _ => groups.push(vec![local]),
+        }
+        end = end.max(last);
+    }
+    groups
 }
 
 /// Speech of one local speaker to embed: its clean frames when there are
