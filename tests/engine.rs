@@ -253,7 +253,10 @@ fn exclusive_timeline_has_one_speaker_at_a_time() {
     let overlapping = &*SAMPLE_DIARIZATION;
     let exclusive = overlapping.exclusive();
     assert_well_formed(&exclusive, SAMPLE.len());
-    assert!(overlap_seconds(overlapping) > 0.0, "nothing to make exclusive");
+    assert!(
+        overlap_seconds(overlapping) > 0.0,
+        "nothing to make exclusive"
+    );
     assert_eq!(overlap_seconds(&exclusive), 0.0);
     assert_eq!(exclusive.num_speakers, overlapping.num_speakers);
 
