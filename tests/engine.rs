@@ -268,7 +268,9 @@ fn exclusive_timeline_has_one_speaker_at_a_time() {
     };
     assert_eq!(speech(&exclusive), speech(overlapping));
 
-    // Where the reference has exactly one speaker, exclusive output scores as well.
+    // Where the reference has exactly one speaker, exclusive output scores no
+    // worse than 1 point below the overlap-aware one (it drops the false
+    // alarms of spurious overlap, and may give a frame to the wrong voice).
     let reference = reference();
     let reference_active = frame_activity(&reference, frames);
     let single: Vec<bool> = (0..frames)
@@ -279,7 +281,7 @@ fn exclusive_timeline_has_one_speaker_at_a_time() {
     let after = der(&scored_reference, &masked(&exclusive, &single), 0.0);
     println!("non-overlapped frames: overlap-aware {before}\n  exclusive {after}");
     assert!(
-        (after.rate() - before.rate()).abs() <= 0.01,
+        after.rate() <= before.rate() + 0.01,
         "exclusive {after} vs overlap-aware {before}"
     );
 }
