@@ -271,7 +271,7 @@ def make_clip(index, seed, material, rich):
     for attempt in range(200):
         plan_rng = np.random.default_rng([seed, index, attempt])
         p_overlap = plan_rng.uniform(0.15, 0.6)
-        plan = plan_turns(plan_rng, speakers, set(minor), duration, p_overlap, plan_rng.uniform(0.15, 0.5))
+        plan = plan_turns(plan_rng, speakers, minor, duration, p_overlap, plan_rng.uniform(0.15, 0.5))
         overlap, _ = speech_stats(plan, duration)
         if abs(overlap - target) < 0.025 and 0.15 <= overlap <= 0.25:
             break
