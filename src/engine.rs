@@ -127,6 +127,7 @@ impl Default for DiarizationParams {
             cluster: cluster::ClusterParams {
                 threshold: 0.85,
                 min_cluster_size: 2,
+                distinct_distance: 1.15,
             },
             turns: reconstruct::TurnParams {
                 onset: 0.5,

@@ -27,4 +27,4 @@ pub mod pipeline;
 pub mod runtime;
 pub mod server;
 
-pub use diarization::{Diarization, SpeakerId, Turn};
+pub use diarization::{Diarization, Overlap, SpeakerId, Turn};

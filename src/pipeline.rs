@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::audio::{AnalysisResampler, AudioInfo, AudioReader, DecodeError};
-use crate::diarization::Diarization;
+use crate::diarization::{Diarization, Overlap};
 use crate::engine::{Engine, RunError, SpeakerCount, StageTimes};
 use crate::output::{self, OutputError, Report};
 
@@ -123,15 +123,18 @@ fn decode_for_analysis(
     Ok(busy.as_secs_f64())
 }
 
-/// Diarizes `input` and writes `out_dir/<stem>.rttm`, `speaker_N.wav` and `result.json`.
+/// Diarizes `input` and writes `out_dir/<stem>.rttm`, `speaker_N.wav` and
+/// `result.json`; `overlap` says whether they may hold two speakers at once.
 pub fn process_file(
     engine: &Engine,
     input: &Path,
     out_dir: &Path,
     speakers: SpeakerCount,
+    overlap: Overlap,
     progress: impl FnMut(f64, Option<f64>) -> ControlFlow<()>,
 ) -> Result<Report, PipelineError> {
     let (_, diarization, mut timings) = diarize_file(engine, input, speakers, progress)?;
+    let diarization = overlap.apply(diarization);
     let started = Instant::now();
     let mut report = output::write_all(
         AudioReader::open(input)?,

@@ -124,3 +124,31 @@ fn rejects_contradictory_speaker_counts() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("greater than max_speakers"), "{stderr}");
 }
+
+#[test]
+fn exclusive_output_has_one_speaker_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let overlapped = |extra: &[&str]| -> f64 {
+        let out = dir.path().join(extra.join("_"));
+        let output = diarize_sample(&out, extra, &[]);
+        assert!(output.status.success(), "{output:?}");
+        let text = std::fs::read_to_string(out.join("sample/sample.rttm")).unwrap();
+        let files = whospoke::output::rttm::parse_rttm(&text).unwrap();
+        let turns = &files[0].to_diarization().turns;
+        // Seconds where two turns of different speakers overlap by more than
+        // the RTTM's millisecond rounding.
+        let mut seconds = 0.0;
+        for (i, a) in turns.iter().enumerate() {
+            for b in &turns[i + 1..] {
+                let shared =
+                    a.end_seconds.min(b.end_seconds) - a.start_seconds.max(b.start_seconds);
+                if a.speaker != b.speaker && shared > 0.0015 {
+                    seconds += shared;
+                }
+            }
+        }
+        seconds
+    };
+    assert!(overlapped(&[]) > 0.0, "sample.wav has overlapped speech");
+    assert_eq!(overlapped(&["--exclusive"]), 0.0);
+}

@@ -223,6 +223,69 @@ fn overlapped_speech_is_kept() {
     assert!(ours > 0.0, "no overlapped speech in the diarization");
 }
 
+/// `d` on the 10 ms grid, only where `scored` is true.
+fn masked(d: &Diarization, scored: &[bool]) -> Diarization {
+    let mut turns = Vec::new();
+    for (speaker, active) in frame_activity(d, scored.len()).iter().enumerate() {
+        let mut start = None;
+        for i in 0..=scored.len() {
+            let on = i < scored.len() && active[i] && scored[i];
+            match (on, start) {
+                (true, None) => start = Some(i),
+                (false, Some(s)) => {
+                    turns.push(whospoke::Turn {
+                        speaker: SpeakerId(speaker),
+                        start_seconds: s as f64 * DER_FRAME_SECONDS,
+                        end_seconds: i as f64 * DER_FRAME_SECONDS,
+                    });
+                    start = None;
+                }
+                _ => {}
+            }
+        }
+    }
+    turns.sort_by(|a, b| a.start_seconds.total_cmp(&b.start_seconds));
+    Diarization { turns, ..d.clone() }
+}
+
+#[test]
+fn exclusive_timeline_has_one_speaker_at_a_time() {
+    let overlapping = &*SAMPLE_DIARIZATION;
+    let exclusive = overlapping.exclusive();
+    assert_well_formed(&exclusive, SAMPLE.len());
+    assert!(
+        overlap_seconds(overlapping) > 0.0,
+        "nothing to make exclusive"
+    );
+    assert_eq!(overlap_seconds(&exclusive), 0.0);
+    assert_eq!(exclusive.num_speakers, overlapping.num_speakers);
+
+    // Not a second of speech is lost: only who holds the floor changes.
+    let frames = (SAMPLE_DIARIZATION.duration_seconds / DER_FRAME_SECONDS).ceil() as usize;
+    let speech = |d: &Diarization| -> Vec<bool> {
+        let active = frame_activity(d, frames);
+        (0..frames).map(|i| active.iter().any(|a| a[i])).collect()
+    };
+    assert_eq!(speech(&exclusive), speech(overlapping));
+
+    // Where the reference has exactly one speaker, exclusive output scores no
+    // worse than 1 point below the overlap-aware one (it drops the false
+    // alarms of spurious overlap, and may give a frame to the wrong voice).
+    let reference = reference();
+    let reference_active = frame_activity(&reference, frames);
+    let single: Vec<bool> = (0..frames)
+        .map(|i| reference_active.iter().filter(|a| a[i]).count() == 1)
+        .collect();
+    let scored_reference = masked(&reference, &single);
+    let before = der(&scored_reference, &masked(overlapping, &single), 0.0);
+    let after = der(&scored_reference, &masked(&exclusive, &single), 0.0);
+    println!("non-overlapped frames: overlap-aware {before}\n  exclusive {after}");
+    assert!(
+        after.rate() <= before.rate() + 0.01,
+        "exclusive {after} vs overlap-aware {before}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Edge cases.
 // ---------------------------------------------------------------------------

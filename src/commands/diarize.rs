@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
+use whospoke::Overlap;
 use whospoke::engine::{Engine, EngineConfig, SpeakerCount};
 use whospoke::output::Report;
 use whospoke::pipeline;
@@ -31,6 +32,10 @@ pub struct Args {
     /// At most this many speakers.
     #[arg(long)]
     max_speakers: Option<usize>,
+    /// At most one speaker at a time (for speech-recognition alignment):
+    /// where voices overlap, the one who started last has the floor.
+    #[arg(long)]
+    exclusive: bool,
     /// Print one JSON document on stdout instead of a table.
     #[arg(long)]
     json: bool,
@@ -72,6 +77,11 @@ pub fn run(args: Args) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
+    let overlap = if args.exclusive {
+        Overlap::Exclusive
+    } else {
+        Overlap::Kept
+    };
     let started = Instant::now();
     if let Err(e) = runtime::environment(args.ort_lib.as_deref()) {
         return fail(&e);
@@ -92,7 +102,7 @@ pub fn run(args: Args) -> ExitCode {
         .iter()
         .map(|input| {
             let dir = unique_dir(&args.out, input, &mut used_dirs);
-            let outcome = diarize_one(&engine, input, &dir, speakers, args.json);
+            let outcome = diarize_one(&engine, input, &dir, speakers, overlap, args.json);
             if !args.json {
                 print_outcome(&outcome);
             }
@@ -131,10 +141,11 @@ fn diarize_one(
     input: &Path,
     dir: &Path,
     speakers: SpeakerCount,
+    overlap: Overlap,
     quiet: bool,
 ) -> Outcome {
     let bar = progress_bar(input, quiet);
-    let result = pipeline::process_file(engine, input, dir, speakers, |done, total| {
+    let result = pipeline::process_file(engine, input, dir, speakers, overlap, |done, total| {
         if let Some(total) = total {
             bar.set_length((total * 10.0) as u64);
         }

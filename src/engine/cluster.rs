@@ -1,10 +1,11 @@
 //! Local speakers of all windows → global speakers.
 //!
 //! Agglomerative clustering runs on the embeddings of local speakers with
-//! enough clean speech. Clusters too small to be a speaker are dropped, the
+//! enough clean speech. Small clusters close to a large one are dropped, the
 //! rest become centroids, and every local speaker is then assigned to a
-//! centroid window by window, with cannot-link between the local speakers of
-//! one window (two voices heard at once are two people).
+//! centroid group by group, with cannot-link between the local speakers of
+//! one group: the local speakers of a window heard together (two voices heard
+//! at once are two people; two heard one after the other may be one).
 
 mod ahc;
 
@@ -17,8 +18,9 @@ use super::embedding::{EMBEDDING_DIM, Embedding};
 /// A local speaker to cluster.
 #[derive(Debug, Clone)]
 pub struct LocalSpeaker {
-    /// The window it was heard in.
-    pub window: usize,
+    /// Local speakers of one group were heard together (see the module doc);
+    /// a group's members are consecutive.
+    pub group: usize,
     /// L2-normalised embedding.
     pub embedding: Embedding,
     /// Whether its embedding is clean enough to shape the clusters.
@@ -29,8 +31,12 @@ pub struct LocalSpeaker {
 pub struct ClusterParams {
     /// Centroids closer than this (Euclidean, unit vectors) merge.
     pub threshold: f32,
-    /// Clusters with fewer reliable members are not speakers of their own.
+    /// Clusters with fewer reliable members are not speakers of their own…
     pub min_cluster_size: usize,
+    /// …unless they are farther than this from every larger cluster: a voice
+    /// heard little but clearly someone else's (the live run's rule for weak
+    /// speakers, with its `new_speaker_distance`).
+    pub distinct_distance: f32,
 }
 
 /// The global speaker (centroid index) of each local speaker.
@@ -57,11 +63,23 @@ fn centroids(points: &[Embedding], count: SpeakerCount, params: ClusterParams) -
         .position(|m| m.distance > params.threshold)
         .unwrap_or(merges.len());
     let clusters = clusters_after(&merges, points, steps);
-    let large = clusters
+
+    // A small cluster far from every large one is a voice heard little, not
+    // a stray embedding of a known voice.
+    let large_centroids: Vec<Embedding> = clusters
         .iter()
         .filter(|c| c.size >= params.min_cluster_size)
-        .count();
-
+        .map(|c| normalised(c.sum))
+        .collect();
+    let is_speaker = |c: &Cluster| {
+        c.size >= params.min_cluster_size || {
+            let me = normalised(c.sum);
+            large_centroids
+                .iter()
+                .all(|o| distance(&me, o) > params.distinct_distance)
+        }
+    };
+    let large = clusters.iter().filter(|c| is_speaker(c)).count();
     let wanted = match count {
         SpeakerCount::Exact(k) => Some(k),
         SpeakerCount::Auto { min, max } => {
@@ -72,10 +90,7 @@ fn centroids(points: &[Embedding], count: SpeakerCount, params: ClusterParams) -
     };
     let chosen = match wanted {
         None if large == 0 => largest(clusters, 1),
-        None => clusters
-            .into_iter()
-            .filter(|c| c.size >= params.min_cluster_size)
-            .collect(),
+        None => clusters.into_iter().filter(|c| is_speaker(c)).collect(),
         Some(k) => {
             // The most merged point of the dendrogram that still has k large
             // clusters; with too few points, the point with k clusters at all.
@@ -138,23 +153,31 @@ fn normalised(mut v: Embedding) -> Embedding {
     v
 }
 
+fn distance(a: &Embedding, b: &Embedding) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum::<f32>()
+        .sqrt()
+}
+
 fn cosine(a: &Embedding, b: &Embedding) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-/// Hungarian assignment of each window's local speakers to distinct centroids;
-/// a window with more local speakers than centroids gives the rest their
+/// Hungarian assignment of each group's local speakers to distinct centroids;
+/// a group with more local speakers than centroids gives the rest their
 /// nearest centroid.
 fn assign_to_centroids(speakers: &[LocalSpeaker], centroids: &[Embedding]) -> Vec<usize> {
     const SCALE: f32 = 1e6;
     let mut labels = vec![0; speakers.len()];
     let mut start = 0;
     while start < speakers.len() {
-        let window = speakers[start].window;
+        let group = speakers[start].group;
         let end = start
             + speakers[start..]
                 .iter()
-                .take_while(|s| s.window == window)
+                .take_while(|s| s.group == group)
                 .count();
         let group = &speakers[start..end];
         let nearest = |s: &LocalSpeaker| {
@@ -185,12 +208,12 @@ fn assign_to_centroids(speakers: &[LocalSpeaker], centroids: &[Embedding]) -> Ve
 mod tests {
     use super::*;
 
-    fn speaker(window: usize, axis: usize, wobble: f32) -> LocalSpeaker {
+    fn speaker(group: usize, axis: usize, wobble: f32) -> LocalSpeaker {
         let mut e = [0.0; EMBEDDING_DIM];
         e[axis] = 1.0;
         e[axis + 1] = wobble;
         LocalSpeaker {
-            window,
+            group,
             embedding: normalised(e),
             reliable: true,
         }
@@ -199,6 +222,7 @@ mod tests {
     const PARAMS: ClusterParams = ClusterParams {
         threshold: 0.8,
         min_cluster_size: 1,
+        distinct_distance: 1.15,
     };
 
     #[test]
@@ -221,6 +245,23 @@ mod tests {
         let speakers = [speaker(0, 0, 0.0), speaker(0, 0, 0.3), speaker(1, 20, 0.0)];
         let labels = assign(&speakers, SpeakerCount::Exact(2), PARAMS);
         assert_ne!(labels[0], labels[1]);
+    }
+
+    #[test]
+    fn a_voice_heard_once_is_a_speaker_when_unlike_the_others() {
+        let params = ClusterParams {
+            min_cluster_size: 2,
+            ..PARAMS
+        };
+        let mut speakers: Vec<LocalSpeaker> =
+            (0..6).map(|i| speaker(i, (i % 2) * 20, 0.1)).collect();
+        // Heard in one window only: near speaker A (distance 0.2), then far from everyone.
+        speakers.push(speaker(6, 0, 0.3));
+        let labels = assign(&speakers, SpeakerCount::default(), params);
+        assert_eq!(labels.iter().max(), Some(&1), "a stray of A is A");
+        speakers[6] = speaker(6, 40, 0.0);
+        let labels = assign(&speakers, SpeakerCount::default(), params);
+        assert_eq!(labels[6], 2, "a distinct voice is its own speaker");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use super::cluster::{self, LocalSpeaker};
 use super::embedding::{self, Embedding, MIN_FRAMES};
 use super::fbank::{self, Fbank};
 use super::model::ModelError;
-use super::powerset::{self, LOCAL_SPEAKERS, LocalActivity};
+use super::powerset::{self, LOCAL_SPEAKERS, LocalActivity, LocalSpeaking};
 use super::reconstruct::{self, FRAME_OFFSET_SAMPLES, PlacedWindow};
 use super::segmentation::{FRAME_STEP_SAMPLES, MIN_WINDOW_SAMPLES, MODEL_FILE};
 use super::{Engine, SpeakerCount};
@@ -52,6 +52,8 @@ struct LocalEmbedding {
 struct AnalysedWindow {
     start_frame: usize,
     activity: LocalActivity,
+    /// Probability that each local speaker speaks, per frame.
+    speaking: LocalSpeaking,
     embeddings: [Option<LocalEmbedding>; LOCAL_SPEAKERS],
 }
 
@@ -140,7 +142,7 @@ impl<'e> OfflineRun<'e> {
             .zip(&placed.0)
             .map(|(w, speakers)| PlacedWindow {
                 start_frame: w.start_frame,
-                activity: &w.activity,
+                speaking: &w.speaking,
                 speakers: *speakers,
             })
             .collect();
@@ -168,11 +170,11 @@ impl<'e> OfflineRun<'e> {
             return Ok(());
         };
         let audio = self.window_audio(starts);
-        let activities = self.segment(&audio, starts.len())?;
+        let (activities, speakings) = self.segment(&audio, starts.len())?;
 
         let first_window = self.windows.len();
         let mut requests = Vec::new();
-        for (j, activity) in activities.into_iter().enumerate() {
+        for (j, (activity, speaking)) in activities.into_iter().zip(speakings).enumerate() {
             let start_frame = starts[j];
             let samples = &audio[j * self.window_samples..(j + 1) * self.window_samples];
             let valid = self
@@ -193,6 +195,7 @@ impl<'e> OfflineRun<'e> {
             self.windows.push(AnalysedWindow {
                 start_frame,
                 activity,
+                speaking,
                 embeddings: [None; LOCAL_SPEAKERS],
             });
         }
@@ -230,39 +233,47 @@ impl<'e> OfflineRun<'e> {
         audio
     }
 
-    fn segment(&mut self, audio: &[f32], windows: usize) -> Result<Vec<LocalActivity>, RunError> {
+    /// Each window's likeliest activity (to choose what to embed) and its
+    /// probabilities of speaking (to reconstruct from).
+    fn segment(
+        &mut self,
+        audio: &[f32],
+        windows: usize,
+    ) -> Result<(Vec<LocalActivity>, Vec<LocalSpeaking>), RunError> {
         let per_worker = windows.div_ceil(self.engine.threads);
         let engine = self.engine;
         let window_samples = self.window_samples;
-        let results: Vec<Result<(Vec<LocalActivity>, Duration), RunError>> =
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = audio
-                    .chunks(per_worker * window_samples)
-                    .map(|part| {
-                        scope.spawn(move || {
-                            let started = Instant::now();
-                            let log_probs = engine
-                                .segmenters
-                                .take(MODEL_FILE)?
-                                .run(part, window_samples)?;
-                            let activity =
-                                log_probs.iter().map(|lp| powerset::decode(lp)).collect();
-                            Ok::<_, RunError>((activity, started.elapsed()))
-                        })
+        type Segmented = (Vec<LocalActivity>, Vec<LocalSpeaking>, Duration);
+        let results: Vec<Result<Segmented, RunError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = audio
+                .chunks(per_worker * window_samples)
+                .map(|part| {
+                    scope.spawn(move || {
+                        let started = Instant::now();
+                        let log_probs = engine
+                            .segmenters
+                            .take(MODEL_FILE)?
+                            .run(part, window_samples)?;
+                        let activity = log_probs.iter().map(|lp| powerset::decode(lp)).collect();
+                        let speaking = log_probs.iter().map(|lp| powerset::speaking(lp)).collect();
+                        Ok::<_, RunError>((activity, speaking, started.elapsed()))
                     })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().unwrap_or(Err(RunError::WorkerPanicked)))
-                    .collect()
-            });
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or(Err(RunError::WorkerPanicked)))
+                .collect()
+        });
         let mut activities = Vec::with_capacity(windows);
+        let mut speakings = Vec::with_capacity(windows);
         for result in results {
-            let (part, spent) = result?;
+            let (part, speaking, spent) = result?;
             activities.extend(part);
+            speakings.extend(speaking);
             self.times.segmentation_seconds += spent.as_secs_f64();
         }
-        Ok(activities)
+        Ok((activities, speakings))
     }
 
     fn embed(
@@ -321,16 +332,20 @@ impl<'e> OfflineRun<'e> {
     fn assign_speakers(&self) -> (Vec<[Option<usize>; LOCAL_SPEAKERS]>, usize) {
         let mut speakers = Vec::new();
         let mut slots = Vec::new();
+        let mut group = 0;
         for (w, window) in self.windows.iter().enumerate() {
-            for (local, e) in window.embeddings.iter().enumerate() {
-                if let Some(e) = e {
-                    speakers.push(LocalSpeaker {
-                        window: w,
-                        embedding: e.embedding,
-                        reliable: e.reliable,
-                    });
-                    slots.push((w, local));
+            for together in heard_together(&window.activity) {
+                for local in together {
+                    if let Some(e) = window.embeddings[local] {
+                        speakers.push(LocalSpeaker {
+                            group,
+                            embedding: e.embedding,
+                            reliable: e.reliable,
+                        });
+                        slots.push((w, local));
+                    }
                 }
+                group += 1;
             }
         }
         let mut placed = vec![[None; LOCAL_SPEAKERS]; self.windows.len()];
@@ -352,6 +367,31 @@ impl<'e> OfflineRun<'e> {
         let count = labels.iter().max().map_or(0, |&m| m + 1);
         (placed, count)
     }
+}
+
+/// The window's local speakers in groups heard together: their spans (first
+/// to last active frame) chain into one another. A local speaker heard only
+/// before or after another may be the same person in a second slot, so the
+/// cannot-link of the clustering holds within a group, not across groups.
+fn heard_together(activity: &LocalActivity) -> Vec<Vec<usize>> {
+    let mut spans: Vec<(usize, usize, usize)> = (0..LOCAL_SPEAKERS)
+        .filter_map(|local| {
+            let first = activity.iter().position(|f| f[local])?;
+            let last = activity.iter().rposition(|f| f[local])?;
+            Some((first, last + 1, local))
+        })
+        .collect();
+    spans.sort_unstable();
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut end = 0;
+    for (first, last, local) in spans {
+        match groups.last_mut() {
+            Some(group) if first < end => group.push(local),
+            _ => groups.push(vec![local]),
+        }
+        end = end.max(last);
+    }
+    groups
 }
 
 /// Speech of one local speaker to embed: its clean frames when there are

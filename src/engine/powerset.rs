@@ -37,6 +37,29 @@ pub fn decode(log_probs: &[f32]) -> LocalActivity {
         .collect()
 }
 
+/// Probability that each local speaker of one window speaks, one row per frame.
+pub type LocalSpeaking = Vec<[f32; LOCAL_SPEAKERS]>;
+
+/// Probability that each local speaker speaks, per frame: the summed
+/// probabilities of the classes it is in. Input is `(frames, 7)` row-major.
+pub fn speaking(log_probs: &[f32]) -> LocalSpeaking {
+    log_probs
+        .chunks_exact(POWERSET_CLASSES)
+        .map(|row| {
+            let mut p = [0f32; LOCAL_SPEAKERS];
+            for (class, &lp) in row.iter().enumerate() {
+                let prob = lp.exp();
+                for (p, &on) in p.iter_mut().zip(&CLASS_SPEAKERS[class]) {
+                    if on {
+                        *p += prob;
+                    }
+                }
+            }
+            p
+        })
+        .collect()
+}
+
 /// Number of speakers active in one frame.
 pub fn count(frame: &[bool; LOCAL_SPEAKERS]) -> usize {
     frame.iter().filter(|&&a| a).count()

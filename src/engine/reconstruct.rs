@@ -1,11 +1,14 @@
 //! Windows of local activity + global labels → speaker turns on one timeline.
 //!
 //! Per global frame, the expected number of speakers is the Hamming-weighted
-//! mean of the local counts of the windows that cover it; it is binarized with
-//! hysteresis, and that many global speakers are kept, those most active there.
+//! mean of the expected local counts (the local speakers' probabilities of
+//! speaking, summed) of the windows that cover it; it is binarized with
+//! hysteresis, and that many global speakers are kept, those most likely
+//! speaking there. Probabilities rather than the likeliest class: a quiet or
+//! overlapped voice the model is unsure of still counts for what it is worth.
 //! Short gaps are then filled and short turns dropped. Two speakers can be active at once.
 
-use super::powerset::{self, LOCAL_SPEAKERS, LocalActivity};
+use super::powerset::{LOCAL_SPEAKERS, LocalSpeaking};
 use super::segmentation::FRAME_STEP_SAMPLES;
 use crate::audio::ANALYSIS_SAMPLE_RATE;
 use crate::diarization::{Diarization, SpeakerId, Turn};
@@ -13,7 +16,8 @@ use crate::diarization::{Diarization, SpeakerId, Turn};
 /// One analysed window, placed on the global frame grid.
 pub struct PlacedWindow<'a> {
     pub start_frame: usize,
-    pub activity: &'a LocalActivity,
+    /// Probability that each local speaker speaks, per frame of the window.
+    pub speaking: &'a LocalSpeaking,
     /// Global speaker of each local speaker, if it was clustered.
     pub speakers: [Option<usize>; LOCAL_SPEAKERS],
 }
@@ -60,23 +64,26 @@ pub fn reconstruct(
     let mut coverage = vec![0f32; frames];
     let mut activation = vec![0f32; frames * num_speakers];
     for w in windows {
-        let weights = hamming(w.activity.len());
-        for (i, local) in w.activity.iter().enumerate() {
+        let weights = hamming(w.speaking.len());
+        for (i, speaking) in w.speaking.iter().enumerate() {
             let g = w.start_frame + i;
             if g >= frames {
                 break;
             }
-            count_sum[g] += weights[i] * powerset::count(local) as f32;
+            // The expected number of speakers: the probabilities of speaking summed.
+            count_sum[g] += weights[i] * speaking.iter().sum::<f32>();
             coverage[g] += weights[i];
             for s in 0..LOCAL_SPEAKERS {
-                let Some(k) = w.speakers[s].filter(|_| local[s]) else {
+                let Some(k) = w.speakers[s] else { continue };
+                // Two local speakers on one global speaker count once, as the likelier.
+                if (0..s).any(|r| w.speakers[r] == Some(k)) {
                     continue;
-                };
-                // Two local speakers on one global speaker count once.
-                let counted = (0..s).any(|r| local[r] && w.speakers[r] == Some(k));
-                if !counted {
-                    activation[g * num_speakers + k] += weights[i];
                 }
+                let p = (s..LOCAL_SPEAKERS)
+                    .filter(|&r| w.speakers[r] == Some(k))
+                    .map(|r| speaking[r])
+                    .fold(0.0, f32::max);
+                activation[g * num_speakers + k] += weights[i] * p;
             }
         }
     }
@@ -210,14 +217,12 @@ mod tests {
 
     #[test]
     fn overlap_survives_reconstruction() {
-        let mut activity: LocalActivity = vec![[false; LOCAL_SPEAKERS]; 300];
-        for (i, f) in activity.iter_mut().enumerate() {
-            f[0] = i < 200;
-            f[1] = i >= 100;
-        }
+        let speaking: LocalSpeaking = (0..300)
+            .map(|i| [f32::from(i < 200), f32::from(i >= 100) * 0.9, 0.05])
+            .collect();
         let windows = [PlacedWindow {
             start_frame: 0,
-            activity: &activity,
+            speaking: &speaking,
             speakers: [Some(1), Some(0), None],
         }];
         let params = TurnParams {

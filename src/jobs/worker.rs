@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Files, FilesError, JobResult, Jobs, SpeakerOptions, fetch};
 use crate::audio;
 use crate::db::{DbError, Job, JobStatus, JobType, credits_for};
+use crate::diarization::Overlap;
 use crate::engine::Engine;
 use crate::pipeline;
 
@@ -236,13 +237,20 @@ impl Worker {
         let run_input = input.clone();
         let run_out = out_dir.clone();
         let report = tokio::task::spawn_blocking(move || {
-            pipeline::process_file(&engine, &run_input, &run_out, speakers, |_, _| {
-                if cancel.load(Ordering::Relaxed) {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
-                }
-            })
+            pipeline::process_file(
+                &engine,
+                &run_input,
+                &run_out,
+                speakers,
+                Overlap::Kept,
+                |_, _| {
+                    if cancel.load(Ordering::Relaxed) {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    }
+                },
+            )
         })
         .await
         .map_err(|e| JobError::Internal(format!("the diarization task failed: {e}")))?
