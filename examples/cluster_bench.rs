@@ -65,6 +65,7 @@ async fn claims(db: &Db, count: usize, workers: usize) {
             duration_seconds: Some(1.0),
             credits: 0,
             webhook_url: None,
+            exclusive: false,
         };
         db.insert_job(&job).await.expect("insert");
     }

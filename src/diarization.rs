@@ -100,6 +100,15 @@ pub enum Overlap {
 }
 
 impl Overlap {
+    /// `Exclusive` when a job asks for it, else `Kept`.
+    pub fn chosen(exclusive: bool) -> Self {
+        if exclusive {
+            Self::Exclusive
+        } else {
+            Self::Kept
+        }
+    }
+
     pub fn apply(self, diarization: Diarization) -> Diarization {
         match self {
             Self::Kept => diarization,

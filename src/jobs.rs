@@ -60,6 +60,16 @@ impl SpeakerOptions {
     }
 }
 
+/// What a job is asked to do besides its input.
+#[derive(Debug, Clone, Default)]
+pub struct JobOptions {
+    pub speakers: SpeakerOptions,
+    /// Where the job's end is POSTed.
+    pub webhook_url: Option<String>,
+    /// At most one speaker at a time in the outputs.
+    pub exclusive: bool,
+}
+
 /// Where a job's audio comes from.
 pub enum Source {
     /// A file already received into a local temporary path, which `submit` consumes.
@@ -136,9 +146,13 @@ impl Jobs {
         user_id: &str,
         job_type: JobType,
         source: Source,
-        speakers: SpeakerOptions,
-        webhook_url: Option<String>,
+        options: JobOptions,
     ) -> Result<Job, SubmitError> {
+        let JobOptions {
+            speakers,
+            webhook_url,
+            exclusive,
+        } = options;
         let task_id = uuid::Uuid::new_v4().to_string();
         let mut job = NewJob {
             user_id: user_id.to_owned(),
@@ -153,6 +167,7 @@ impl Jobs {
             duration_seconds: None,
             credits: 0,
             webhook_url,
+            exclusive,
         };
         let inserted = match source {
             Source::Url(url) => {

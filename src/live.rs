@@ -204,6 +204,7 @@ impl Live {
             duration_seconds: None,
             credits: 0,
             webhook_url: spec.webhook_url.as_ref().map(ToString::to_string),
+            exclusive: spec.exclusive,
         };
         let db = self.jobs.db();
         let job = match db

@@ -122,6 +122,8 @@ pub struct Job {
     pub locked_by: Option<String>,
     /// Where the job's events are POSTed.
     pub webhook_url: Option<String>,
+    /// At most one speaker at a time in the outputs.
+    pub exclusive: bool,
 }
 
 /// Who claims jobs, and for how long a claim holds without renewal.
@@ -163,6 +165,7 @@ impl Job {
             completed_at: row.get("completed_at"),
             locked_by: row.get("locked_by"),
             webhook_url: row.get("webhook_url"),
+            exclusive: row.get::<i64, _>("exclusive") != 0,
         }
     }
 }
@@ -184,6 +187,7 @@ pub struct NewJob {
     /// Reserved from the balance in the same transaction that inserts the job.
     pub credits: i64,
     pub webhook_url: Option<String>,
+    pub exclusive: bool,
 }
 
 /// What a cancel did.
@@ -231,8 +235,10 @@ impl Db {
         let row = sqlx::query(
             "INSERT INTO jobs (user_id, job_type, status, task_id, filename, display_name, \
                 source_url, input_key, num_speakers, min_speakers, max_speakers, \
-                duration_seconds, credits_reserved, webhook_url, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+                duration_seconds, credits_reserved, webhook_url, exclusive, created_at, \
+                updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+                $17) \
              RETURNING *",
         )
         .bind(&job.user_id)
@@ -249,6 +255,7 @@ impl Db {
         .bind(job.duration_seconds)
         .bind(job.credits)
         .bind(&job.webhook_url)
+        .bind(i64::from(job.exclusive))
         .bind(&stamp)
         .bind(&stamp)
         .fetch_one(&mut *tx)
@@ -642,8 +649,9 @@ impl Db {
         let row = sqlx::query(
             "INSERT INTO jobs (user_id, job_type, status, task_id, filename, display_name, \
                 num_speakers, min_speakers, max_speakers, attempts, locked_by, lease_until, \
-                webhook_url, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11, $12, $13, $14) RETURNING *",
+                webhook_url, exclusive, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11, $12, $13, $14, $15) \
+             RETURNING *",
         )
         .bind(&job.user_id)
         .bind(JobType::Stream.as_str())
@@ -657,6 +665,7 @@ impl Db {
         .bind(&lease.node_id)
         .bind(lease.until())
         .bind(&job.webhook_url)
+        .bind(i64::from(job.exclusive))
         .bind(&stamp)
         .bind(&stamp)
         .fetch_one(&mut *tx)
@@ -774,6 +783,7 @@ mod tests {
             duration_seconds: Some(1.0),
             credits,
             webhook_url: webhook_url.map(str::to_owned),
+            exclusive: false,
         }
     }
 

@@ -236,21 +236,15 @@ impl Worker {
         let engine = Arc::clone(&self.engine);
         let run_input = input.clone();
         let run_out = out_dir.clone();
+        let overlap = Overlap::chosen(job.exclusive);
         let report = tokio::task::spawn_blocking(move || {
-            pipeline::process_file(
-                &engine,
-                &run_input,
-                &run_out,
-                speakers,
-                Overlap::Kept,
-                |_, _| {
-                    if cancel.load(Ordering::Relaxed) {
-                        ControlFlow::Break(())
-                    } else {
-                        ControlFlow::Continue(())
-                    }
-                },
-            )
+            pipeline::process_file(&engine, &run_input, &run_out, speakers, overlap, |_, _| {
+                if cancel.load(Ordering::Relaxed) {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
         })
         .await
         .map_err(|e| JobError::Internal(format!("the diarization task failed: {e}")))?

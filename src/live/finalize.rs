@@ -12,7 +12,7 @@ use super::checkpoint::Checkpoints;
 use super::event::Completed;
 use super::spool::{SpoolDir, SpoolMeta};
 use crate::db::{DbError, Job, credits_for};
-use crate::diarization::Diarization;
+use crate::diarization::{Diarization, Overlap};
 use crate::jobs::{Files, FilesError, JobResult, Jobs};
 use crate::output::{self, OutputError, RESULT_FILE, Report};
 
@@ -82,6 +82,7 @@ async fn store(
 ) -> Result<Completed, FinalizeError> {
     let out_dir = spool.path().join("out");
     let file_id = crate::pipeline::file_id(Path::new(&job.filename));
+    let diarization = Overlap::chosen(job.exclusive).apply(diarization);
     let (report, rttm) = {
         let (spool, meta, out_dir, file_id) = (
             spool.clone(),

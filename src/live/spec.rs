@@ -80,6 +80,7 @@ pub struct StartFields {
     pub extract: Option<bool>,
     pub name: Option<String>,
     pub webhook_url: Option<String>,
+    pub exclusive: Option<bool>,
 }
 
 /// A validated start: everything a session needs to know up front.
@@ -96,6 +97,9 @@ pub struct StreamSpec {
     pub filename: String,
     /// Where the job's end is POSTed (checked against private addresses at start).
     pub webhook_url: Option<url::Url>,
+    /// The finished job's timeline has at most one speaker at a time (the
+    /// events stay overlap-aware).
+    pub exclusive: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -195,6 +199,7 @@ impl TryFrom<StartFields> for StreamSpec {
             extract: fields.extract.unwrap_or(true),
             filename,
             webhook_url,
+            exclusive: fields.exclusive.unwrap_or(false),
         })
     }
 }

@@ -35,11 +35,13 @@ pub fn document() -> Value {
                         "num_speakers": { "type": "integer", "minimum": 1 },
                         "min_speakers": { "type": "integer", "minimum": 1 },
                         "max_speakers": { "type": "integer", "minimum": 1 },
-                        "webhook_url": { "type": "string", "format": "uri", "description": "Receives job.completed, job.failed and job.cancelled events (see /api/v1/webhooks/secret)" } } } },
+                        "webhook_url": { "type": "string", "format": "uri", "description": "Receives job.completed, job.failed and job.cancelled events (see /api/v1/webhooks/secret)" },
+                        "exclusive": { "type": "boolean", "default": false, "description": "At most one speaker at a time in the timeline and tracks" } } } },
                     "application/x-www-form-urlencoded": { "schema": { "type": "object", "required": ["url"], "properties": {
                         "url": { "type": "string", "format": "uri" },
                         "num_speakers": { "type": "integer", "minimum": 1 },
-                        "webhook_url": { "type": "string", "format": "uri" } } } }
+                        "webhook_url": { "type": "string", "format": "uri" },
+                        "exclusive": { "type": "boolean", "default": false } } } }
                 }
             },
             "responses": responses,
@@ -109,7 +111,7 @@ pub fn document() -> Value {
             } },
             "/api/v1/speaker/stream": { "get": {
                 "summary": "Live diarization over a WebSocket (upgrade)",
-                "description": "Upgrade to a WebSocket. Authenticate with X-API-Key or Bearer, or ?api_key=, or ?token= from /api/v1/speaker/stream/token. Send {\"type\":\"start\",\"sample_rate\",\"channels\",\"encoding\":\"pcm_s16le\"|\"pcm_f32le\"|\"opus\",\"num_speakers\"?,\"max_speakers\"?,\"latency_ms\"?,\"extract\"?,\"name\"?,\"webhook_url\"?}, then binary audio; {\"type\":\"keepalive\"|\"finalize\"|\"end\"} control it. The server sends ready, speaker, relabel, usage, warning, error and completed messages as JSON text. The session becomes a job of type stream.",
+                "description": "Upgrade to a WebSocket. Authenticate with X-API-Key or Bearer, or ?api_key=, or ?token= from /api/v1/speaker/stream/token. Send {\"type\":\"start\",\"sample_rate\",\"channels\",\"encoding\":\"pcm_s16le\"|\"pcm_f32le\"|\"opus\",\"num_speakers\"?,\"max_speakers\"?,\"latency_ms\"?,\"extract\"?,\"name\"?,\"webhook_url\"?,\"exclusive\"?}, then binary audio; {\"type\":\"keepalive\"|\"finalize\"|\"end\"} control it. The server sends ready, speaker, relabel, usage, warning, error and completed messages as JSON text. The session becomes a job of type stream.",
                 "parameters": [
                     { "name": "api_key", "in": "query", "schema": { "type": "string" } },
                     { "name": "token", "in": "query", "schema": { "type": "string" } }
@@ -134,7 +136,8 @@ pub fn document() -> Value {
                     { "name": "latency_ms", "in": "query", "schema": { "type": "integer", "minimum": 500, "maximum": 5000 } },
                     { "name": "extract", "in": "query", "schema": { "type": "boolean" } },
                     { "name": "name", "in": "query", "schema": { "type": "string" } },
-                    { "name": "webhook_url", "in": "query", "schema": { "type": "string", "format": "uri" } }
+                    { "name": "webhook_url", "in": "query", "schema": { "type": "string", "format": "uri" } },
+                    { "name": "exclusive", "in": "query", "schema": { "type": "boolean" } }
                 ],
                 "requestBody": { "required": true, "content": { "application/sdp": { "schema": { "type": "string" } } } },
                 "responses": with(errors(&["400", "401", "402", "429"]), "201", json!({ "description": "The SDP answer; Location is the session", "content": { "application/sdp": { "schema": { "type": "string" } } } })),

@@ -359,3 +359,61 @@ async fn delete_removes_the_job_and_its_files() {
     let response = server.delete(&path).with_key(&user).send().await;
     expect_detail(response, 404, &format!("DELETE {path} twice")).await;
 }
+
+/// The largest time two turns of different speakers share, in seconds.
+fn most_overlap(turns: &[audio::RttmTurn]) -> f64 {
+    let mut most: f64 = 0.0;
+    for (i, a) in turns.iter().enumerate() {
+        for b in &turns[i + 1..] {
+            if a.label != b.label {
+                let shared =
+                    (a.start + a.duration).min(b.start + b.duration) - a.start.max(b.start);
+                most = most.max(shared);
+            }
+        }
+    }
+    most
+}
+
+/// `exclusive=true` gives a timeline with one speaker at a time; by default the
+/// sample's overlapped speech is kept.
+#[tokio::test]
+async fn exclusive_jobs_have_one_speaker_at_a_time() {
+    let server = Server::start(&[]);
+    let user = server.create_user(1_000_000);
+    let mut rttms = Vec::new();
+    for exclusive in [None, Some("true")] {
+        let mut submission = Submission::diarize().file("sample.wav", audio::sample_bytes());
+        if let Some(value) = exclusive {
+            submission = submission.field("exclusive", value);
+        }
+        let id = submission.submit(&server, &user).await;
+        let job = server.wait_for_status(&user, id, "COMPLETED").await;
+        let url = job["result"]["rttm_url"].as_str().expect("an RTTM link");
+        let (_, bytes) = crate::checks::download(&server, url, "the RTTM").await;
+        let text = String::from_utf8(bytes).expect("RTTM text");
+        rttms.push(audio::parse_rttm(&text, "the RTTM"));
+    }
+    let (kept, exclusive) = (&rttms[0], &rttms[1]);
+    assert!(
+        most_overlap(kept) > 0.1,
+        "the sample has overlapped speech: {kept:?}"
+    );
+    assert!(
+        most_overlap(exclusive) < 1e-3,
+        "one speaker at a time: {exclusive:?}"
+    );
+    let speech = |turns: &[audio::RttmTurn]| turns.iter().map(|t| t.duration).sum::<f64>();
+    assert!(
+        speech(exclusive) > 0.5 * speech(kept),
+        "no speech is dropped wholesale"
+    );
+
+    let response = Submission::diarize()
+        .file("sample.wav", audio::sample_bytes())
+        .field("exclusive", "maybe")
+        .send(&server, &user)
+        .await;
+    let detail = expect_detail(response, 400, "exclusive=maybe").await;
+    assert!(detail.contains("exclusive"), "{detail}");
+}

@@ -1758,3 +1758,34 @@ async fn readiness_is_503_while_the_node_is_full() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// `"exclusive": true` at start: the finished job's timeline has one speaker at a time.
+#[tokio::test]
+async fn an_exclusive_stream_finishes_with_one_speaker_at_a_time() {
+    let server = Server::start(&[]);
+    let user = server.create_user(PLENTY);
+    let pcm = sample().pcm;
+    let mut session = WsSession::connect(&server, Auth::Header(&user.key)).await;
+    session
+        .start(with(
+            start_message(&pcm, "pcm_s16le"),
+            "exclusive",
+            json!(true),
+        ))
+        .await;
+    session.send_audio(&pcm.s16le(), 32_000).await;
+    session.control("end").await;
+    let completed = session.until("completed").await;
+    let rttm = completed["rttm"].as_str().expect("the completed RTTM");
+    let turns = crate::audio::parse_rttm(rttm, "the exclusive stream's RTTM");
+    assert!(!turns.is_empty(), "{completed}");
+    for (i, a) in turns.iter().enumerate() {
+        for b in &turns[i + 1..] {
+            let shared = (a.start + a.duration).min(b.start + b.duration) - a.start.max(b.start);
+            assert!(
+                a.label == b.label || shared < 1e-3,
+                "two speakers at once: {a:?} {b:?}"
+            );
+        }
+    }
+}

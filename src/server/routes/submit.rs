@@ -22,7 +22,7 @@ use overhead::{MAX_OVERHEAD_BYTES, Overhead};
 
 use super::view::{self, Links};
 use crate::db::JobType;
-use crate::jobs::{Source, SpeakerOptions, fetch};
+use crate::jobs::{JobOptions, Source, SpeakerOptions, fetch};
 use crate::server::AppState;
 use crate::server::auth::Caller;
 use crate::server::drain::{discard, discard_body};
@@ -99,7 +99,16 @@ async fn submit(
     };
     let job = state
         .jobs
-        .submit(&caller.user_id, job_type, source, speakers, webhook_url)
+        .submit(
+            &caller.user_id,
+            job_type,
+            source,
+            JobOptions {
+                speakers,
+                webhook_url,
+                exclusive: flag(&fields, "exclusive")?,
+            },
+        )
         .await?;
     Ok(Json(view::job(&job, &Links::new(&state, &headers))))
 }
@@ -274,6 +283,21 @@ fn speaker_options(fields: &HashMap<String, String>) -> Result<SpeakerOptions, A
         }
     });
     SpeakerOptions::new(num?, min?, max?).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+/// A true/false field (absent: false).
+fn flag(fields: &HashMap<String, String>, name: &str) -> Result<bool, ApiError> {
+    match fields
+        .get(name)
+        .map(|v| v.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("" | "false" | "0") => Ok(false),
+        Some("true" | "1") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "{name} must be true or false, got {other:?}"
+        ))),
+    }
 }
 
 /// The `webhook_url` field, checked now as it will be at each delivery.

@@ -99,6 +99,7 @@ pub struct WhipQuery {
     extract: Option<bool>,
     name: Option<String>,
     webhook_url: Option<String>,
+    exclusive: Option<bool>,
 }
 
 /// `POST /api/v1/speaker/whip`: an SDP offer in, an SDP answer out.
@@ -125,6 +126,7 @@ pub async fn offer(
         extract: query.extract,
         name: query.name,
         webhook_url: query.webhook_url,
+        exclusive: query.exclusive,
     })
     .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let slot = state.live.admit().ok_or_else(|| {
