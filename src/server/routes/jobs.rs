@@ -13,8 +13,9 @@ use crate::server::AppState;
 use crate::server::auth::Caller;
 use crate::server::error::ApiError;
 
-const DEFAULT_PAGE: i64 = 50;
-const MAX_PAGE: i64 = 200;
+/// Listings' page size, unless asked for another (at most `MAX_PAGE`).
+pub(super) const DEFAULT_PAGE: i64 = 50;
+pub(super) const MAX_PAGE: i64 = 200;
 
 pub async fn get(
     State(state): State<AppState>,

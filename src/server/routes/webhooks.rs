@@ -6,13 +6,11 @@ use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::jobs::{DEFAULT_PAGE, MAX_PAGE};
 use crate::db::webhooks::{Delivery, MAX_ATTEMPTS};
 use crate::server::AppState;
 use crate::server::auth::Caller;
 use crate::server::error::ApiError;
-
-const DEFAULT_PAGE: i64 = 50;
-const MAX_PAGE: i64 = 200;
 
 /// `GET /api/v1/webhooks/secret`: the key that signs the caller's webhooks.
 pub async fn secret(
