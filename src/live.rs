@@ -56,7 +56,7 @@ use watch::EventSink;
 pub use event::{Completed, Event};
 pub use input::InputError;
 pub use session::Session;
-pub use spec::{Encoding, SpecError, StartFields, StreamFormat, StreamSpec};
+pub use spec::{Encoding, SpecError, StreamFormat, StreamSpec};
 pub use watch::Watchers;
 
 /// Credits are reserved ahead of the audio in blocks of this many seconds.

@@ -10,10 +10,10 @@
 pub mod auth;
 mod drain;
 pub mod error;
-pub mod event_json;
 pub mod forward;
 mod head_limits;
 pub mod ip_limit;
+pub mod live_message;
 pub mod metrics;
 pub mod openapi;
 pub mod proxy_headers;

@@ -21,6 +21,15 @@ pub enum Encoding {
     PcmF32le,
 }
 
+impl From<Encoding> for whospoke_protocol::Encoding {
+    fn from(encoding: Encoding) -> Self {
+        match encoding {
+            Encoding::PcmS16le => Self::PcmS16le,
+            Encoding::PcmF32le => Self::PcmF32le,
+        }
+    }
+}
+
 impl Encoding {
     pub fn bytes_per_sample(self) -> usize {
         match self {

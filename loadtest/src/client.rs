@@ -20,11 +20,11 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use url::Url;
+use whospoke_protocol::{ClientMessage, ServerMessage, Start, WarningCode};
 
 use crate::audio::{Encoding, StreamAudio};
 use crate::clock::Epoch;
 use crate::delay::SendLog;
-use crate::protocol::{END_MESSAGE, ServerMessage, StartRequest};
 use crate::record::{ErrorKind, Received, RunProgress, StreamRecord};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -147,17 +147,18 @@ async fn open(
         }
     };
 
-    let start = StartRequest {
-        kind: "start",
-        sample_rate: audio.sample_rate,
-        channels: audio.channels,
-        encoding: config.encoding,
-        latency_ms: config.latency_ms,
-        name: audio.name(),
-        num_speakers: config.num_speakers,
-        max_speakers: config.max_speakers,
-        extract: config.extract,
-    };
+    let start = ClientMessage::Start(Start {
+        sample_rate: Some(audio.sample_rate.into()),
+        channels: Some(audio.channels.into()),
+        encoding: Some(config.encoding.into()),
+        latency_ms: Some(i64::try_from(config.latency_ms).unwrap_or(i64::MAX)),
+        name: Some(audio.name().to_owned()),
+        num_speakers: config.num_speakers.map(i64::from),
+        max_speakers: config.max_speakers.map(i64::from),
+        // Always sent: unset, the server would cut tracks.
+        extract: Some(config.extract),
+        ..Start::default()
+    });
     let start = serde_json::to_string(&start).unwrap_or_default();
     if let Err(e) = socket.send(Message::text(start)).await {
         record.note(progress, connect_failure, format!("sending start: {e}"));
@@ -271,7 +272,7 @@ async fn send_audio(
     }
     if let Err(reason) = send_bounded(
         &mut sink,
-        Message::text(END_MESSAGE),
+        Message::text(serde_json::to_string(&ClientMessage::End).unwrap_or_default()),
         config.completion_timeout,
     )
     .await
@@ -383,7 +384,7 @@ fn handle_text(
     record: &mut StreamRecord,
     progress: &RunProgress,
 ) -> Option<ServerMessage> {
-    let (message, raw) = match ServerMessage::parse(text) {
+    let (message, raw) = match parse(text) {
         Ok(parsed) => parsed,
         Err(reason) => {
             let note = format!("{reason}: {}", clip_text(text));
@@ -397,10 +398,13 @@ fn handle_text(
             let note = format!("error {code}: {message}");
             record.note(progress, ErrorKind::ErrorMessage, note);
         }
-        ServerMessage::Overloaded {} => record.overloaded += 1,
-        ServerMessage::Completed { rttm, .. } => {
+        ServerMessage::Warning {
+            code: WarningCode::Behind,
+            ..
+        } => record.overloaded += 1,
+        ServerMessage::Completed(done) => {
             record.completed_at_seconds = Some(at_seconds);
-            record.rttm = Some(rttm.clone());
+            record.rttm = Some(done.rttm.clone());
         }
         _ => {}
     }
@@ -411,6 +415,15 @@ fn handle_text(
         raw,
     });
     Some(message)
+}
+
+/// Parses one text frame, keeping its JSON for the event log; the error is a
+/// short reason for the report.
+fn parse(text: &str) -> Result<(ServerMessage, serde_json::Value), String> {
+    let raw: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let message = serde_json::from_value(raw.clone()).map_err(|e| format!("bad message: {e}"))?;
+    Ok((message, raw))
 }
 
 fn describe_close(frame: Option<&tungstenite::protocol::CloseFrame>) -> String {

@@ -2,8 +2,8 @@
 //! describe was sent. All wall times are seconds since the run's epoch.
 
 use serde::Serialize;
+use whospoke_protocol::ServerMessage;
 
-use crate::protocol::ServerMessage;
 use crate::record::Received;
 
 /// How far an event's span may miss a turn start and still cover it
@@ -63,7 +63,7 @@ impl SendLog {
 /// The stream's relabels in the order received. A relabel renames past and
 /// future events, so every event is resolved through all of them.
 pub struct Labels<'a> {
-    relabels: Vec<(&'a str, &'a str, Option<f64>)>,
+    relabels: Vec<(&'a str, &'a str)>,
 }
 
 impl<'a> Labels<'a> {
@@ -71,30 +71,21 @@ impl<'a> Labels<'a> {
         let relabels = events
             .iter()
             .filter_map(|e| match &e.message {
-                ServerMessage::Relabel {
-                    from,
-                    to,
-                    since_seconds,
-                } => Some((from.as_str(), to.as_str(), *since_seconds)),
+                ServerMessage::Relabel { from, to } => Some((from.as_str(), to.as_str())),
                 _ => None,
             })
             .collect();
         Self { relabels }
     }
 
-    /// The final name of `speaker` for an event starting at `start_seconds`
-    /// of audio time (a relabel with `since` applies from that time on).
-    pub fn resolve(&self, speaker: &'a str, start_seconds: f64) -> &'a str {
-        self.relabels
-            .iter()
-            .fold(speaker, |current, &(from, to, since)| {
-                let applies = since.is_none_or(|s| start_seconds >= s);
-                if current == from && applies {
-                    to
-                } else {
-                    current
-                }
-            })
+    /// The final name of `speaker`.
+    pub fn resolve(&self, speaker: &'a str) -> &'a str {
+        self.relabels.iter().fold(
+            speaker,
+            |current, &(from, to)| {
+                if current == from { to } else { current }
+            },
+        )
     }
 }
 
@@ -117,9 +108,10 @@ fn turns<'a>(events: &'a [Received], labels: &Labels<'a>) -> Vec<Turn<'a>> {
                 start_seconds,
                 end_seconds,
                 is_final,
+                ..
             } => Some(Turn {
                 received_at_seconds: e.at_seconds,
-                speaker: labels.resolve(speaker, *start_seconds),
+                speaker: labels.resolve(speaker),
                 start_seconds: *start_seconds,
                 reach_seconds: end_seconds.unwrap_or(e.audio_sent_seconds),
                 is_final: *is_final,
@@ -221,17 +213,17 @@ mod tests {
                 start_seconds: start,
                 end_seconds: end,
                 is_final,
+                confidence: 0.9,
             },
         )
     }
 
-    fn relabel(from: &str, to: &str, since: Option<f64>) -> Received {
+    fn relabel(from: &str, to: &str) -> Received {
         at(
             0.0,
             ServerMessage::Relabel {
                 from: from.into(),
                 to: to.into(),
-                since_seconds: since,
             },
         )
     }
@@ -277,13 +269,12 @@ mod tests {
     }
 
     #[test]
-    fn relabels_apply_backwards_forwards_and_chained() {
-        let events = [relabel("S3", "S1", None), relabel("S1", "S0", Some(5.0))];
+    fn relabels_apply_to_past_and_future_turns_and_chain() {
+        let events = [relabel("S3", "S1"), relabel("S1", "S0")];
         let labels = Labels::of(&events);
-        assert_eq!(labels.resolve("S3", 1.0), "S1");
-        assert_eq!(labels.resolve("S3", 6.0), "S0");
-        assert_eq!(labels.resolve("S1", 4.9), "S1");
-        assert_eq!(labels.resolve("S2", 9.0), "S2");
+        assert_eq!(labels.resolve("S3"), "S0");
+        assert_eq!(labels.resolve("S1"), "S0");
+        assert_eq!(labels.resolve("S2"), "S2");
     }
 
     #[test]
@@ -297,7 +288,7 @@ mod tests {
             // Turn of X (later merged into B) at 3.0, seen provisionally at 14.0.
             speaker(14.0, "X", 3.2, Some(4.0), false),
             speaker(14.0, "A", 1.0, Some(2.5), true),
-            relabel("X", "B", None),
+            relabel("X", "B"),
             speaker(16.0, "B", 3.0, Some(5.0), true),
             // A final piece that continues B's turn is not a new start.
             speaker(17.0, "B", 5.1, Some(6.0), true),

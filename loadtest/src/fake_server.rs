@@ -11,13 +11,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use whospoke_protocol::{ClientMessage, Completed, ServerMessage};
 
 use crate::audio::{Clip, Encoding};
 use crate::client::StreamConfig;
@@ -65,10 +66,18 @@ fn check_key(request: &Request, response: Response) -> Result<Response, ErrorRes
     Err(refusal)
 }
 
+fn text(message: &ServerMessage) -> Message {
+    Message::text(message.to_text())
+}
+
 fn speaker(turn: u64, is_final: bool, end: Option<f64>) -> Message {
-    let event = json!({"type": "speaker", "speaker": format!("S{}", turn % 2),
-        "start": turn as f64, "end": end, "final": is_final, "confidence": 0.9});
-    Message::text(event.to_string())
+    text(&ServerMessage::Speaker {
+        speaker: format!("S{}", turn % 2),
+        start_seconds: turn as f64,
+        end_seconds: end,
+        is_final,
+        confidence: 0.9,
+    })
 }
 
 async fn session(socket: TcpStream, script: Script) {
@@ -78,17 +87,26 @@ async fn session(socket: TcpStream, script: Script) {
     let Some(Ok(Message::Text(start))) = ws.next().await else {
         return;
     };
-    let start: Value = serde_json::from_str(&start).unwrap();
-    assert_eq!(start["type"], "start");
-    assert_eq!(start["encoding"], "pcm_s16le");
-    let rate = start["sample_rate"].as_f64().unwrap();
-    let latency = start["latency_ms"].as_f64().unwrap() / 1000.0;
-    let ready = json!({"type": "ready", "session_id": "s1", "job_id": 7,
-        "latency_ms": start["latency_ms"], "step_ms": 500});
-    ws.send(Message::text(ready.to_string())).await.unwrap();
+    let Ok(ClientMessage::Start(start)) = ClientMessage::parse(&start) else {
+        panic!("not a start: {start}");
+    };
+    assert_eq!(start.encoding, Some(Encoding::PcmS16le.into()));
+    let rate = start.sample_rate.unwrap() as f64;
+    let latency_ms = start.latency_ms.unwrap();
+    let latency = latency_ms as f64 / 1000.0;
+    let ready = ServerMessage::Ready {
+        session_id: "s1".into(),
+        job_id: 7,
+        latency_ms: latency_ms.try_into().unwrap(),
+        step_ms: 500,
+    };
+    ws.send(text(&ready)).await.unwrap();
     if script == Script::FailAfterReady {
-        let error = json!({"type": "error", "code": "internal", "message": "boom"});
-        let _ = ws.send(Message::text(error.to_string())).await;
+        let error = ServerMessage::Error {
+            code: "internal".into(),
+            message: "boom".into(),
+        };
+        let _ = ws.send(text(&error)).await;
         let close = CloseFrame {
             code: CloseCode::Error,
             reason: "boom".into(),
@@ -121,7 +139,9 @@ async fn session(socket: TcpStream, script: Script) {
                     }
                 }
             }
-            Message::Text(text) if text.as_str().contains("\"end\"") => {
+            Message::Text(message)
+                if matches!(ClientMessage::parse(&message), Ok(ClientMessage::End)) =>
+            {
                 if script == Script::Mute {
                     continue;
                 }
@@ -138,11 +158,19 @@ async fn session(socket: TcpStream, script: Script) {
                         turn % 2
                     );
                 }
-                let usage = json!({"type": "usage", "audio_seconds": heard, "credits": 3});
-                ws.send(Message::text(usage.to_string())).await.unwrap();
-                let done = json!({"type": "completed", "job_id": 7, "rttm": rttm,
-                    "speakers": ["S0", "S1"], "duration_seconds": heard, "credits_used": 3});
-                ws.send(Message::text(done.to_string())).await.unwrap();
+                let usage = ServerMessage::Usage {
+                    audio_seconds: heard,
+                    credits: 3,
+                };
+                ws.send(text(&usage)).await.unwrap();
+                let done = ServerMessage::Completed(Completed {
+                    job_id: 7,
+                    rttm,
+                    speakers: Vec::new(),
+                    duration_seconds: heard,
+                    credits_used: 3,
+                });
+                ws.send(text(&done)).await.unwrap();
                 let close = CloseFrame {
                     code: CloseCode::Normal,
                     reason: "".into(),

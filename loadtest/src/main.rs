@@ -16,7 +16,6 @@ mod delay;
 mod fake_server;
 mod output;
 mod procfs;
-mod protocol;
 mod record;
 mod report;
 mod run;

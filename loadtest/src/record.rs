@@ -4,10 +4,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 use serde_json::Value;
+use whospoke_protocol::ServerMessage;
 
 use crate::audio::StreamAudio;
 use crate::delay::SendLog;
-use crate::protocol::ServerMessage;
 
 /// Counters the whole run shares, for progress lines and memory marks.
 #[derive(Debug, Default)]

@@ -2,10 +2,10 @@
 //! `summary.json`) and the tables printed on stdout.
 
 use serde::Serialize;
+use whospoke_protocol::ServerMessage;
 
 use crate::delay::{final_delays, first_seen_delays};
 use crate::procfs::ServerTrace;
-use crate::protocol::ServerMessage;
 use crate::record::{ErrorCounts, StreamRecord};
 use crate::run::RunResult;
 use crate::stats::{Distribution, mean_and_max};
@@ -40,8 +40,8 @@ impl EventCounts {
                 ServerMessage::Speaker { is_final: true, .. } => counts.finals += 1,
                 ServerMessage::Speaker { .. } => counts.provisional += 1,
                 ServerMessage::Relabel { .. } => counts.relabels += 1,
-                ServerMessage::Usage {} => counts.usage += 1,
-                ServerMessage::Other => counts.other += 1,
+                ServerMessage::Usage { .. } => counts.usage += 1,
+                ServerMessage::Unknown => counts.other += 1,
                 _ => {}
             }
         }

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use whospoke_protocol::{self as protocol, Start};
+
 use crate::audio::SampleFormat;
 use crate::engine::{SpeakerCount, SpeakerCountError};
 use crate::output::TrackFormat;
@@ -27,12 +29,13 @@ pub enum Encoding {
 }
 
 impl Encoding {
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "pcm_s16le" => Some(Self::PcmS16le),
-            "pcm_f32le" => Some(Self::PcmF32le),
-            "opus" => Some(Self::Opus),
-            _ => None,
+    /// The encoding a start message names, or the name the server cannot take.
+    fn from_wire(encoding: protocol::Encoding) -> Result<Self, SpecError> {
+        match encoding {
+            protocol::Encoding::PcmS16le => Ok(Self::PcmS16le),
+            protocol::Encoding::PcmF32le => Ok(Self::PcmF32le),
+            protocol::Encoding::Opus => Ok(Self::Opus),
+            protocol::Encoding::Unsupported(name) => Err(SpecError::Encoding(name)),
         }
     }
 
@@ -66,21 +69,6 @@ impl StreamFormat {
     pub fn samples_in(self, seconds: f64) -> usize {
         (seconds * f64::from(self.sample_rate)) as usize * usize::from(self.channels)
     }
-}
-
-/// The fields of a start message, as the client sent them.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
-pub struct StartFields {
-    pub sample_rate: Option<i64>,
-    pub channels: Option<i64>,
-    pub encoding: Option<String>,
-    pub num_speakers: Option<i64>,
-    pub max_speakers: Option<i64>,
-    pub latency_ms: Option<i64>,
-    pub extract: Option<bool>,
-    pub name: Option<String>,
-    pub webhook_url: Option<String>,
-    pub exclusive: Option<bool>,
 }
 
 /// A validated start: everything a session needs to know up front.
@@ -135,10 +123,10 @@ impl SpecError {
 /// Most speakers a stream may name; the online clusterer's own cap is lower.
 const MAX_SPEAKERS: i64 = 100;
 
-impl TryFrom<StartFields> for StreamSpec {
+impl TryFrom<Start> for StreamSpec {
     type Error = SpecError;
 
-    fn try_from(fields: StartFields) -> Result<Self, SpecError> {
+    fn try_from(fields: Start) -> Result<Self, SpecError> {
         let sample_rate = fields.sample_rate.ok_or(SpecError::Missing {
             field: "sample_rate",
         })?;
@@ -156,7 +144,7 @@ impl TryFrom<StartFields> for StreamSpec {
         let encoding = fields
             .encoding
             .ok_or(SpecError::Missing { field: "encoding" })?;
-        let encoding = Encoding::parse(&encoding).ok_or(SpecError::Encoding(encoding))?;
+        let encoding = Encoding::from_wire(encoding)?;
         if encoding == Encoding::Opus && !OPUS_SAMPLE_RATES_HZ.contains(&sample_rate) {
             return Err(SpecError::OpusRate(sample_rate));
         }
@@ -208,12 +196,12 @@ impl TryFrom<StartFields> for StreamSpec {
 mod tests {
     use super::*;
 
-    fn start(rate: i64, channels: i64, encoding: &str) -> StartFields {
-        StartFields {
+    fn start(rate: i64, channels: i64, encoding: &str) -> Start {
+        Start {
             sample_rate: Some(rate),
             channels: Some(channels),
-            encoding: Some(encoding.to_owned()),
-            ..StartFields::default()
+            encoding: serde_json::from_value(encoding.into()).ok(),
+            ..Start::default()
         }
     }
 

@@ -17,14 +17,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{self, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt, stream};
-use serde_json::{Value, json};
 use tokio::sync::broadcast::{self, error::RecvError};
+use whospoke_protocol::{ServerMessage, WarningCode};
 
 use crate::live::Event;
 use crate::server::AppState;
 use crate::server::auth::{QueryCredentials, live_caller};
 use crate::server::error::ApiError;
-use crate::server::event_json::event_json;
+use crate::server::live_message::live_message;
 
 const ROUTE: &str = "GET /api/v1/speaker/stream/{session_id}/events";
 const SSE_KEEPALIVE: Duration = Duration::from_secs(15);
@@ -72,33 +72,35 @@ pub async fn watch(
 }
 
 /// The session's messages from `ready` on, until its feed closes.
-fn feed(ready: Event, events: broadcast::Receiver<Event>) -> impl Stream<Item = Value> + Send {
+fn feed(
+    ready: Event,
+    events: broadcast::Receiver<Event>,
+) -> impl Stream<Item = ServerMessage> + Send {
     let rest = stream::unfold(events, |mut events| async move {
         let message = match events.recv().await {
-            Ok(event) => event_json(&event),
-            Err(RecvError::Lagged(skipped)) => json!({
-                "type": "warning",
-                "code": "lagged",
-                "message": format!("{skipped} events were skipped: this watcher reads too slowly"),
-            }),
+            Ok(event) => live_message(&event),
+            Err(RecvError::Lagged(skipped)) => ServerMessage::Warning {
+                code: WarningCode::Lagged,
+                message: format!("{skipped} events were skipped: this watcher reads too slowly"),
+            },
             Err(RecvError::Closed) => return None,
         };
         Some((message, events))
     });
-    stream::once(async move { event_json(&ready) }).chain(rest)
+    stream::once(async move { live_message(&ready) }).chain(rest)
 }
 
-fn sse_event(message: &Value) -> sse::Event {
-    sse::Event::default().data(message.to_string())
+fn sse_event(message: &ServerMessage) -> sse::Event {
+    sse::Event::default().data(message.to_text())
 }
 
-async fn send_over_socket(mut socket: WebSocket, feed: impl Stream<Item = Value> + Send) {
+async fn send_over_socket(mut socket: WebSocket, feed: impl Stream<Item = ServerMessage> + Send) {
     let mut feed = std::pin::pin!(feed);
     loop {
         tokio::select! {
             message = feed.next() => {
                 let Some(message) = message else { break };
-                if socket.send(Message::Text(message.to_string().into())).await.is_err() {
+                if socket.send(Message::Text(message.to_text().into())).await.is_err() {
                     return;
                 }
             }

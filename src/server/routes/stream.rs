@@ -27,12 +27,13 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
+use whospoke_protocol::{ClientMessage, MAX_TEXT_BYTES, ParseError, close};
 
 use crate::live::{LiveError, Session, SpecError, StreamSpec};
 use crate::server::AppState;
 use crate::server::auth::{Caller, QueryCredentials, live_caller};
 use crate::server::error::ApiError;
-use messages::{BadMessage, ClientMessage, Failure, MAX_TEXT_BYTES, Outgoing, close};
+use messages::{Failure, Outgoing};
 
 /// Messages waiting for the writer; beyond this the senders wait for the client.
 const OUTGOING_CAPACITY: usize = 256;
@@ -213,7 +214,7 @@ async fn open(
                 Ok(ClientMessage::Start(fields)) => {
                     break StreamSpec::try_from(fields).map_err(|e| bad_start(&e))?;
                 }
-                Ok(ClientMessage::Keepalive {}) => {}
+                Ok(ClientMessage::Keepalive) => {}
                 Ok(_) => {
                     return Err(Failure::new(
                         "bad_start",
@@ -221,8 +222,8 @@ async fn open(
                         close::BAD_REQUEST,
                     ));
                 }
-                Err(BadMessage::TooLarge) => return Err(text_too_large()),
-                Err(BadMessage::Invalid(e)) => {
+                Err(ParseError::TooLarge) => return Err(text_too_large()),
+                Err(ParseError::Invalid(e)) => {
                     return Err(Failure::new(
                         "bad_start",
                         format!("Invalid start message: {e}"),
@@ -297,13 +298,13 @@ async fn stream(
                 }
             }
             Message::Text(text) => match ClientMessage::parse(&text) {
-                Ok(ClientMessage::Keepalive {}) => {}
-                Ok(ClientMessage::Finalize {}) => {
+                Ok(ClientMessage::Keepalive) => {}
+                Ok(ClientMessage::Finalize) => {
                     if session.finalize().is_err() {
                         break Ending::Failure(internal_failure());
                     }
                 }
-                Ok(ClientMessage::End {}) => break Ending::End,
+                Ok(ClientMessage::End) => break Ending::End,
                 Ok(ClientMessage::Start(_)) => {
                     break Ending::Failure(Failure::new(
                         "bad_message",
@@ -311,8 +312,8 @@ async fn stream(
                         close::POLICY,
                     ));
                 }
-                Err(BadMessage::TooLarge) => break Ending::Failure(text_too_large()),
-                Err(BadMessage::Invalid(e)) => {
+                Err(ParseError::TooLarge) => break Ending::Failure(text_too_large()),
+                Err(ParseError::Invalid(e)) => {
                     break Ending::Failure(Failure::new(
                         "bad_message",
                         format!("Invalid message: {e}"),

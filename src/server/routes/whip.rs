@@ -19,16 +19,16 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use dashmap::DashMap;
 use serde::Deserialize;
-use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit};
+use whospoke_protocol::{Encoding, ServerMessage, Start};
 
-use crate::live::{Event, LiveError, StartFields, StreamSpec};
+use crate::live::{Event, LiveError, StreamSpec};
 use crate::server::AppState;
 use crate::server::auth::{Caller, QueryCredentials, bearer, live_caller};
 use crate::server::error::ApiError;
-use crate::server::event_json::event_json;
+use crate::server::live_message::live_message;
 use crate::server::webrtc::{PeerError, Peers};
 use ingest::{EndRequest, Ingest};
 
@@ -81,12 +81,13 @@ impl From<Event> for Outgoing {
 }
 
 impl Outgoing {
-    fn to_json(&self) -> Value {
+    fn message(&self) -> ServerMessage {
         match self {
-            Self::Event(event) => event_json(event),
-            Self::Error { code, message } => {
-                json!({ "type": "error", "code": code, "message": message })
-            }
+            Self::Event(event) => live_message(event),
+            Self::Error { code, message } => ServerMessage::Error {
+                code: (*code).to_owned(),
+                message: message.clone(),
+            },
         }
     }
 }
@@ -116,10 +117,10 @@ pub async fn offer(
         .map_err(|_| ApiError::bad_request("Invalid SDP offer: not UTF-8"))?;
     let offer = Peers::parse_offer(sdp).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let ufrag = attribute(&offer.sdp, "a=ice-ufrag:");
-    let spec = StreamSpec::try_from(StartFields {
+    let spec = StreamSpec::try_from(Start {
         sample_rate: Some(48_000),
         channels: Some(1),
-        encoding: Some("opus".to_owned()),
+        encoding: Some(Encoding::Opus),
         num_speakers: query.num_speakers,
         max_speakers: query.max_speakers,
         latency_ms: query.latency_ms,
@@ -270,7 +271,7 @@ pub async fn delete(
     State(state): State<AppState>,
     Path(session_id): Path<String>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ServerMessage>, ApiError> {
     let ends = owned_session(&state, &session_id, &headers)
         .await?
         .ends
@@ -278,7 +279,7 @@ pub async fn delete(
     let (request, completed) = oneshot::channel();
     ends.send(request).await.map_err(|_| gone())?;
     match completed.await.map_err(|_| gone())? {
-        Ok(done) => Ok(Json(event_json(&Event::Completed(Box::new(done))))),
+        Ok(done) => Ok(Json(live_message(&Event::Completed(Box::new(done))))),
         Err(e) => Err(ApiError::internal(e)),
     }
 }

@@ -1,54 +1,11 @@
-//! The stream protocol's JSON messages and close codes.
+//! What the stream's writer sends: the live protocol's messages, and the
+//! close frame that ends the connection after some of them.
 
 use axum::extract::ws::{CloseFrame, Message};
-use serde::Deserialize;
-use serde_json::json;
+use whospoke_protocol::{ServerMessage, close};
 
-use crate::live::{Event, StartFields};
-use crate::server::event_json::event_json;
-
-/// Close codes (RFC 6455 §7.4 and the application range).
-pub mod close {
-    pub const NORMAL: u16 = 1000;
-    pub const GOING_AWAY: u16 = 1001;
-    pub const POLICY: u16 = 1008;
-    pub const TOO_BIG: u16 = 1009;
-    pub const INTERNAL: u16 = 1011;
-    pub const TRY_AGAIN_LATER: u16 = 1013;
-    pub const BAD_REQUEST: u16 = 4400;
-    pub const PAYMENT_REQUIRED: u16 = 4402;
-    pub const TIMEOUT: u16 = 4408;
-}
-
-/// Largest text message; a `start` with every field and a long name is far smaller.
-pub const MAX_TEXT_BYTES: usize = 4 * 1024;
-
-/// A text message from the client.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum ClientMessage {
-    Start(StartFields),
-    Keepalive {},
-    Finalize {},
-    End {},
-}
-
-/// Why a text message was refused.
-#[derive(Debug)]
-pub enum BadMessage {
-    TooLarge,
-    Invalid(serde_json::Error),
-}
-
-impl ClientMessage {
-    /// Parses a text message, refusing an oversize one before parsing it.
-    pub fn parse(text: &str) -> Result<Self, BadMessage> {
-        if text.len() > MAX_TEXT_BYTES {
-            return Err(BadMessage::TooLarge);
-        }
-        serde_json::from_str(text).map_err(BadMessage::Invalid)
-    }
-}
+use crate::live::Event;
+use crate::server::live_message::live_message;
 
 /// Why a session is refused or ends early: the error frame and the close that follows it.
 #[derive(Debug, Clone)]
@@ -86,14 +43,17 @@ impl Outgoing {
     /// The frames to send: a JSON text message, and the close that ends the
     /// connection after it, if any.
     pub fn into_frames(self) -> (Message, Option<Message>) {
-        let (body, close) = match self {
+        let (message, close) = match self {
             Self::Event(event) => {
                 // The job is done: nothing follows `completed`.
                 let close = matches!(event, Event::Completed(_)).then_some(close::NORMAL);
-                (event_json(&event), close)
+                (live_message(&event), close)
             }
             Self::Failure(failure) => (
-                json!({ "type": "error", "code": failure.code, "message": failure.message }),
+                ServerMessage::Error {
+                    code: failure.code.to_owned(),
+                    message: failure.message,
+                },
                 Some(failure.close),
             ),
         };
@@ -103,43 +63,6 @@ impl Outgoing {
                 reason: "".into(),
             }))
         });
-        (Message::Text(body.to_string().into()), close)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_client_messages() {
-        let start: ClientMessage = serde_json::from_str(
-            r#"{"type":"start","sample_rate":16000,"channels":1,"encoding":"pcm_s16le","extra":1}"#,
-        )
-        .unwrap();
-        assert!(matches!(start, ClientMessage::Start(f) if f.sample_rate == Some(16_000)));
-        let end: ClientMessage = serde_json::from_str(r#"{"type":"end"}"#).unwrap();
-        assert!(matches!(end, ClientMessage::End {}));
-        assert!(matches!(
-            ClientMessage::parse(r#"{"type":"start","sample_rate":"x"}"#),
-            Err(BadMessage::Invalid(_))
-        ));
-    }
-
-    #[test]
-    fn refuses_oversize_messages_before_parsing() {
-        let padded = format!(r#"{{"type":"keepalive"}}{}"#, " ".repeat(MAX_TEXT_BYTES));
-        assert!(matches!(
-            ClientMessage::parse(&padded),
-            Err(BadMessage::TooLarge)
-        ));
-        let fits = format!(
-            r#"{{"type":"keepalive"}}{}"#,
-            " ".repeat(MAX_TEXT_BYTES - 20)
-        );
-        assert!(matches!(
-            ClientMessage::parse(&fits),
-            Ok(ClientMessage::Keepalive {})
-        ));
+        (Message::Text(message.to_text().into()), close)
     }
 }

@@ -219,7 +219,7 @@ async fn forward(
         tokio::select! {
             message = events.recv() => {
                 let Some(message) = message else { break };
-                pending.push_back(message.to_json().to_string());
+                pending.push_back(message.message().to_text());
                 if pending.len() > PENDING_EVENTS {
                     pending.pop_front();
                 }
