@@ -10,8 +10,9 @@ use super::{Db, DbError, now};
 /// What every AudioPod key starts with; the official SDK refuses others.
 pub const API_KEY_PREFIX: &str = "ap_";
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct User {
+    #[sqlx(rename = "id")]
     pub user_id: String,
     pub credits: i64,
     pub keys: i64,
@@ -107,22 +108,14 @@ impl Db {
     }
 
     pub async fn list_users(&self) -> Result<Vec<User>, DbError> {
-        let rows = sqlx::query(
+        let users = sqlx::query_as(
             "SELECT u.id, u.credits, u.created_at, \
                     (SELECT COUNT(*) FROM api_keys k WHERE k.user_id = u.id) AS keys \
              FROM users u ORDER BY u.created_at, u.id",
         )
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| User {
-                user_id: row.get("id"),
-                credits: row.get("credits"),
-                keys: row.get("keys"),
-                created_at: row.get("created_at"),
-            })
-            .collect())
+        Ok(users)
     }
 }
 

@@ -25,8 +25,7 @@
 //! completes or fails it itself. Workers never claim them; when their node
 //! dies, another node's live service takes them over to finalize them.
 
-use sqlx::Row;
-use sqlx::any::AnyRow;
+use sqlx::{FromRow, Row};
 
 use super::credits::{ledger, release, reserve, take_up_to};
 use super::webhooks::queue_event;
@@ -94,11 +93,13 @@ impl JobType {
 }
 
 /// One row of `jobs`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, FromRow)]
 pub struct Job {
     pub id: i64,
     pub user_id: String,
+    #[sqlx(try_from = "String")]
     pub job_type: JobType,
+    #[sqlx(try_from = "String")]
     pub status: JobStatus,
     pub task_id: String,
     pub filename: String,
@@ -123,7 +124,49 @@ pub struct Job {
     /// Where the job's events are POSTed.
     pub webhook_url: Option<String>,
     /// At most one speaker at a time in the outputs.
+    #[sqlx(try_from = "Flag")]
     pub exclusive: bool,
+}
+
+/// A 0/1 INTEGER column: SQLite has no boolean type, so neither schema uses one.
+#[derive(sqlx::Type)]
+#[sqlx(transparent)]
+struct Flag(i64);
+
+impl From<Flag> for bool {
+    fn from(flag: Flag) -> Self {
+        flag.0 != 0
+    }
+}
+
+/// A TEXT column holding a name this build does not know.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown {kind} {value:?}")]
+pub struct UnknownName {
+    kind: &'static str,
+    value: String,
+}
+
+impl TryFrom<String> for JobStatus {
+    type Error = UnknownName;
+
+    fn try_from(value: String) -> Result<Self, UnknownName> {
+        Self::parse(&value).ok_or(UnknownName {
+            kind: "job status",
+            value,
+        })
+    }
+}
+
+impl TryFrom<String> for JobType {
+    type Error = UnknownName;
+
+    fn try_from(value: String) -> Result<Self, UnknownName> {
+        Self::parse(&value).ok_or(UnknownName {
+            kind: "job type",
+            value,
+        })
+    }
 }
 
 /// Who claims jobs, and for how long a claim holds without renewal.
@@ -136,37 +179,6 @@ pub struct Lease {
 impl Lease {
     fn until(&self) -> i64 {
         unix_now() + self.seconds
-    }
-}
-
-impl Job {
-    fn from_row(row: &AnyRow) -> Self {
-        Self {
-            id: row.get("id"),
-            user_id: row.get("user_id"),
-            job_type: JobType::parse(row.get("job_type")).unwrap_or(JobType::Extraction),
-            status: JobStatus::parse(row.get("status")).unwrap_or(JobStatus::Failed),
-            task_id: row.get("task_id"),
-            filename: row.get("filename"),
-            display_name: row.get("display_name"),
-            source_url: row.get("source_url"),
-            input_key: row.get("input_key"),
-            num_speakers: row.get("num_speakers"),
-            min_speakers: row.get("min_speakers"),
-            max_speakers: row.get("max_speakers"),
-            duration_seconds: row.get("duration_seconds"),
-            credits_reserved: row.get("credits_reserved"),
-            credits_used: row.get("credits_used"),
-            result: row.get("result"),
-            error_message: row.get("error_message"),
-            attempts: row.get("attempts"),
-            created_at: row.get("created_at"),
-            updated_at: row.get("updated_at"),
-            completed_at: row.get("completed_at"),
-            locked_by: row.get("locked_by"),
-            webhook_url: row.get("webhook_url"),
-            exclusive: row.get::<i64, _>("exclusive") != 0,
-        }
     }
 }
 
@@ -260,7 +272,7 @@ impl Db {
         .bind(&stamp)
         .fetch_one(&mut *tx)
         .await?;
-        let inserted = Job::from_row(&row);
+        let inserted = Job::from_row(&row)?;
         if job.credits > 0 {
             ledger(
                 &mut tx,
@@ -299,7 +311,7 @@ impl Db {
         .bind(&stamp)
         .fetch_one(&mut *tx)
         .await?;
-        let failed = Job::from_row(&row);
+        let failed = Job::from_row(&row)?;
         queue_event(&mut tx, &failed, JobStatus::Failed, Some(error)).await?;
         tx.commit().await?;
         Ok(failed)
@@ -312,7 +324,7 @@ impl Db {
             .bind(user_id)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.as_ref().map(Job::from_row))
+        Ok(row.as_ref().map(Job::from_row).transpose()?)
     }
 
     /// Whether job `id` exists at all (for downloads, whose signature names the job).
@@ -354,7 +366,10 @@ impl Db {
         .bind(filter.skip)
         .fetch_all(&self.pool)
         .await?;
-        Ok((rows.iter().map(Job::from_row).collect(), total))
+        Ok((
+            rows.iter().map(Job::from_row).collect::<Result<_, _>>()?,
+            total,
+        ))
     }
 
     /// Claims the oldest batch job that is PENDING, or PROCESSING under a
@@ -375,7 +390,7 @@ impl Db {
             .bind(unix_now())
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.as_ref().map(Job::from_row))
+        Ok(row.as_ref().map(Job::from_row).transpose()?)
     }
 
     /// Renews the leases of every job `node_id` holds; returns how many.
@@ -552,7 +567,7 @@ impl Db {
         .bind(user_id)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(job) = row.as_ref().map(Job::from_row) else {
+        let Some(job) = row.as_ref().map(Job::from_row).transpose()? else {
             drop(tx);
             return Ok(match self.job(user_id, id).await? {
                 Some(job) => Cancel::NotCancellable(job),
@@ -580,7 +595,7 @@ impl Db {
             .bind(user_id)
             .fetch_optional(&mut *tx)
             .await?;
-        let Some(job) = row.as_ref().map(Job::from_row) else {
+        let Some(job) = row.as_ref().map(Job::from_row).transpose()? else {
             return Ok(Retry::NotFound);
         };
         // A stream cannot be replayed: its audio came once, over a socket.
@@ -613,7 +628,7 @@ impl Db {
             ledger(&mut tx, user_id, Some(id), -credits, "reserve").await?;
         }
         tx.commit().await?;
-        Ok(Retry::Requeued(Job::from_row(&row)))
+        Ok(Retry::Requeued(Job::from_row(&row)?))
     }
 
     /// Deletes one of the user's jobs, refunding what an unfinished job still
@@ -625,7 +640,7 @@ impl Db {
             .bind(user_id)
             .fetch_optional(&mut *tx)
             .await?;
-        let Some(job) = row.as_ref().map(Job::from_row) else {
+        let Some(job) = row.as_ref().map(Job::from_row).transpose()? else {
             return Ok(None);
         };
         if matches!(job.status, JobStatus::Pending | JobStatus::Processing) {
@@ -670,7 +685,7 @@ impl Db {
         .bind(&stamp)
         .fetch_one(&mut *tx)
         .await?;
-        let mut inserted = Job::from_row(&row);
+        let mut inserted = Job::from_row(&row)?;
         let taken = take_up_to(&mut tx, &inserted, credits).await?;
         if taken == 0 {
             return Err(DbError::InsufficientCredits {
@@ -716,7 +731,7 @@ impl Db {
         .bind(node_id)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(Job::from_row).collect())
+        Ok(rows.iter().map(Job::from_row).collect::<Result<_, _>>()?)
     }
 
     /// Takes over one stream job whose node stopped renewing its lease, to
@@ -735,7 +750,7 @@ impl Db {
             .bind(unix_now())
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.as_ref().map(Job::from_row))
+        Ok(row.as_ref().map(Job::from_row).transpose()?)
     }
 
     /// Jobs per status, for the metrics.

@@ -1,12 +1,10 @@
 //! The live-session registry: which node holds a session's audio and model
 //! state, so any node can answer for any session.
 
-use sqlx::Row;
-
 use super::{Db, DbError, now};
 
 /// Where a live session runs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SessionRoute {
     pub job_id: i64,
     pub user_id: String,
@@ -38,7 +36,7 @@ impl Db {
 
     /// The session's route while its job is still running.
     pub async fn session_route(&self, session_id: &str) -> Result<Option<SessionRoute>, DbError> {
-        let row = sqlx::query(
+        let route = sqlx::query_as(
             "SELECT s.job_id, s.user_id, s.node_id, s.node_url FROM live_sessions s \
              JOIN jobs j ON j.id = s.job_id \
              WHERE s.session_id = $1 AND j.status = 'PROCESSING'",
@@ -46,12 +44,7 @@ impl Db {
         .bind(session_id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|row| SessionRoute {
-            job_id: row.get("job_id"),
-            user_id: row.get("user_id"),
-            node_id: row.get("node_id"),
-            node_url: row.get("node_url"),
-        }))
+        Ok(route)
     }
 
     /// Forgets a session that ended, and any registered for `job_id` (a takeover).

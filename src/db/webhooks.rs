@@ -4,8 +4,7 @@
 //! is never sent again (unless its owner asks for a redelivery).
 
 use serde_json::json;
-use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use sqlx::{AnyConnection, FromRow, Row};
 
 use super::jobs::{Job, JobStatus, Lease};
 use super::{Db, DbError, claim_oldest, now, unix_now};
@@ -16,7 +15,7 @@ pub const MAX_ATTEMPTS: i64 = 5;
 const MAX_BACKOFF_SECONDS: i64 = 3600;
 
 /// One event to deliver.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, FromRow)]
 pub struct Delivery {
     pub id: i64,
     pub event_id: String,
@@ -33,27 +32,6 @@ pub struct Delivery {
     pub last_error: Option<String>,
     pub created_at: String,
     pub delivered_at: Option<String>,
-}
-
-impl Delivery {
-    fn from_row(row: &AnyRow) -> Self {
-        Self {
-            id: row.get("id"),
-            event_id: row.get("event_id"),
-            user_id: row.get("user_id"),
-            job_id: row.get("job_id"),
-            event_type: row.get("event_type"),
-            url: row.get("url"),
-            payload: row.get("payload"),
-            status: row.get("status"),
-            attempts: row.get("attempts"),
-            next_attempt_at: row.get("next_attempt_at"),
-            last_status_code: row.get("last_status_code"),
-            last_error: row.get("last_error"),
-            created_at: row.get("created_at"),
-            delivered_at: row.get("delivered_at"),
-        }
-    }
 }
 
 /// How one attempt went.
@@ -115,7 +93,7 @@ impl Db {
             .bind(unix_now())
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.as_ref().map(Delivery::from_row))
+        Ok(row.as_ref().map(Delivery::from_row).transpose()?)
     }
 
     /// Records how an attempt of a claimed delivery went; a failed one is
@@ -189,7 +167,12 @@ impl Db {
         .bind(skip)
         .fetch_all(&self.pool)
         .await?;
-        Ok((rows.iter().map(Delivery::from_row).collect(), total))
+        Ok((
+            rows.iter()
+                .map(Delivery::from_row)
+                .collect::<Result<_, _>>()?,
+            total,
+        ))
     }
 
     /// Sends one of the user's deliveries again, now, with fresh attempts.
@@ -204,7 +187,7 @@ impl Db {
         .bind(user_id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.as_ref().map(Delivery::from_row))
+        Ok(row.as_ref().map(Delivery::from_row).transpose()?)
     }
 }
 
