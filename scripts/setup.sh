@@ -35,8 +35,11 @@ PYTHON="${PYTHON:-python3}"
 # websockets is the Python client's (clients/python) live-streaming dependency; its tests
 # import the client from its source (PYTHONPATH), so the client itself is not installed.
 # Playwright drives Debian's chromium (never a browser of its own) in the page tests (tests/web).
+# openapi-spec-validator (and the JSON Schema validator it brings) checks the served OpenAPI document
+# and the responses of a real run against it (tests/api/openapi.rs).
 SCORER_PKGS=(pyannote.metrics==4.0.0 pyannote.core==6.1.0 numpy==2.4.6 scipy==1.17.1 soundfile==0.14.0 onnxruntime==1.31.1
-             pytest==9.2.0 requests==2.34.2 audiopod==2.12.0 "moto[server]==5.2.5" websockets==17.4 playwright==1.65.2)
+             pytest==9.2.0 requests==2.34.2 audiopod==2.12.0 "moto[server]==5.2.5" websockets==17.4 playwright==1.65.2
+             openapi-spec-validator==0.9.0)
 
 DO_APT=1
 DO_BUILD=1
@@ -129,7 +132,7 @@ for spec in sys.argv[1:]:
     name, want = spec.split("==")
     if version(name.split("[")[0]) != want:
         sys.exit(1)
-import pyannote.metrics, pyannote.core, numpy, scipy, soundfile, pytest, requests, audiopod, moto, websockets.sync.client, playwright.sync_api  # noqa: E401,F401
+import pyannote.metrics, pyannote.core, numpy, scipy, soundfile, pytest, requests, audiopod, moto, websockets.sync.client, playwright.sync_api, openapi_spec_validator, openapi_schema_validator, referencing  # noqa: E401,F401
 EOF
 }
 

@@ -114,7 +114,8 @@ pub async fn serve_metrics(
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = routes::metrics(state.clone())
+    let (metrics, _document) = routes::metrics(state.clone()).split_for_parts();
+    let app = metrics
         .layer(middleware::from_fn(error::json_errors))
         .with_state(state);
     axum::serve(listener, app)

@@ -51,7 +51,7 @@ pub struct SpeakerReport {
 }
 
 /// One turn, times in seconds rounded to the millisecond.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Segment {
     pub speaker: String,
     pub start: f64,

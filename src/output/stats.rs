@@ -53,7 +53,7 @@ fn to_db(linear: f64) -> f64 {
 }
 
 /// Statistics of one speaker, serialised into its `result.json` entry.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SpeakerStats {
     /// Length of the union of its turns.
     pub speaking_seconds: f64,

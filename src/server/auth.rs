@@ -134,9 +134,12 @@ impl Authenticator {
 
 /// Credentials in the query, for clients that cannot set headers (a
 /// browser's `WebSocket` and `EventSource`).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct QueryCredentials {
+    /// An API key, where the X-API-Key header cannot be set.
     pub api_key: Option<String>,
+    /// A single-use token from `POST /api/v1/speaker/stream/token`.
     pub token: Option<String>,
 }
 

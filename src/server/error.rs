@@ -6,7 +6,8 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::db::DbError;
 use crate::jobs::{FilesError, SubmitError};
@@ -17,6 +18,14 @@ pub const JOB_NOT_FOUND: &str = "Job not found or access denied";
 
 /// Bodies of plain-text errors (extractor rejections) read to turn them into JSON.
 const MAX_PLAIN_ERROR_BYTES: usize = 16 * 1024;
+
+/// The body of every error: AudioPod's (and FastAPI's) shape.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    /// What went wrong, in the caller's terms.
+    pub detail: String,
+}
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -52,7 +61,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "detail": self.detail }))).into_response()
+        let body = ErrorBody {
+            detail: self.detail,
+        };
+        (self.status, Json(body)).into_response()
     }
 }
 
@@ -111,7 +123,7 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
     } else {
         text
     };
-    let body = json!({ "detail": detail }).to_string();
+    let body = serde_json::to_string(&ErrorBody { detail }).unwrap_or_default();
     parts.headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

@@ -11,10 +11,12 @@ mod web;
 mod webhooks;
 pub mod whip;
 
-use axum::Router;
+use std::sync::Arc;
+
 use axum::extract::DefaultBodyLimit;
-use axum::middleware;
-use axum::routing::{get, post};
+use axum::{Extension, Router, middleware};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 use whip::MAX_OFFER_BYTES;
 
@@ -22,88 +24,86 @@ use super::AppState;
 use super::auth::{require_caller, require_metrics_token};
 use super::forward;
 use super::ip_limit::limit_by_ip;
+use super::openapi::{
+    self, HEADERS_TOO_LARGE, INTERNAL, RATE_LIMITED, UNAUTHORIZED, URI_TOO_LONG, refused_with,
+};
 
+/// The routes, and `/openapi.json` serving the document generated from them.
+/// Every route but the browser page's files ([`undocumented`]) is in it.
 pub fn router(state: AppState) -> Router<AppState> {
     let metrics_elsewhere = state.config.metrics_elsewhere;
     // Sessions running on another node are answered by that node.
-    let session_routes = Router::new()
-        .route(
-            "/api/v1/speaker/stream/{session_id}/events",
-            get(events::watch),
-        )
-        .route(
-            "/api/v1/speaker/whip/{session_id}",
-            axum::routing::patch(whip::trickle)
-                .delete(whip::delete)
-                .layer(DefaultBodyLimit::max(MAX_OFFER_BYTES)),
-        )
+    let session_routes = OpenApiRouter::new()
+        .routes(routes!(events::watch))
+        .routes(routes!(whip::trickle, whip::delete).layer(DefaultBodyLimit::max(MAX_OFFER_BYTES)))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             forward::to_session_owner,
         ));
-    let authenticated = Router::new()
-        .route(
-            "/api/v1/speaker/extract",
-            post(submit::extract).layer(DefaultBodyLimit::disable()),
-        )
-        .route(
-            "/api/v1/speaker/diarize",
-            post(submit::diarize).layer(DefaultBodyLimit::disable()),
-        )
-        .route("/api/v1/speaker/jobs", get(jobs::list))
-        .route(
-            "/api/v1/speaker/jobs/{id}",
-            get(jobs::get).delete(jobs::delete),
-        )
-        .route("/api/v1/speaker/jobs/{id}/retry", post(jobs::retry))
-        .route("/api/v1/speaker/jobs/{id}/cancel", post(jobs::cancel))
-        .route(
-            "/api/v1/webhooks/secret",
-            get(webhooks::secret).post(webhooks::rotate_secret),
-        )
-        .route("/api/v1/webhooks/deliveries", get(webhooks::deliveries))
-        .route(
-            "/api/v1/webhooks/deliveries/{id}/redeliver",
-            post(webhooks::redeliver),
-        )
-        .route("/api/v1/jobs/{id}", get(jobs::get))
-        .route("/api/v1/credits", get(system::credits))
-        .route("/api/v1/speaker/stream/token", post(stream::token))
+    let authenticated = OpenApiRouter::new()
+        .routes(routes!(submit::extract).layer(DefaultBodyLimit::disable()))
+        .routes(routes!(submit::diarize).layer(DefaultBodyLimit::disable()))
+        .routes(routes!(jobs::list))
+        .routes(routes!(jobs::get, jobs::delete))
+        .routes(routes!(jobs::retry))
+        .routes(routes!(jobs::cancel))
+        .routes(routes!(webhooks::secret, webhooks::rotate_secret))
+        .routes(routes!(webhooks::deliveries))
+        .routes(routes!(webhooks::redeliver))
+        .routes(routes!(jobs::get_by_sdk))
+        .routes(routes!(system::credits))
+        .routes(routes!(stream::token))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_caller,
         ));
-    let api = Router::new()
+    let authenticated = refused_with(authenticated, &[UNAUTHORIZED, RATE_LIMITED]);
+    let api = OpenApiRouter::new()
         .merge(authenticated)
         // A WebSocket authenticates after the upgrade, so it can say why it refuses.
-        .route("/api/v1/speaker/stream", get(stream::connect))
+        .routes(routes!(stream::connect))
         // Live routes authenticate themselves: they also take stream tokens and query keys.
         .merge(session_routes)
-        .route(
-            "/api/v1/speaker/whip",
-            post(whip::offer).layer(DefaultBodyLimit::max(MAX_OFFER_BYTES)),
-        )
+        .routes(routes!(whip::offer).layer(DefaultBodyLimit::max(MAX_OFFER_BYTES)))
         // Signed links carry their own authorization.
-        .route("/api/v1/files/{job_id}/{name}", get(files::download))
+        .routes(routes!(files::download))
         // Counted per client address before anyone is authenticated.
         .route_layer(middleware::from_fn_with_state(state.clone(), limit_by_ip));
-    let router = Router::new()
+    let api = refused_with(api, &[RATE_LIMITED, INTERNAL]);
+    let mut documented = openapi::base()
         .merge(api)
-        .route("/healthz", get(system::healthz))
-        .route("/readyz", get(system::readyz))
-        .route("/openapi.json", get(system::openapi))
-        // The browser page: it asks for a key and calls the API like any client.
-        .merge(web::routes());
-    if metrics_elsewhere {
-        router
-    } else {
-        router.merge(metrics(state))
+        .routes(routes!(system::healthz))
+        .routes(routes!(system::readyz))
+        .routes(routes!(system::openapi));
+    if !metrics_elsewhere {
+        documented = documented.merge(metrics(state));
     }
+    // Every request passes the bounded head first.
+    let (router, document) =
+        refused_with(documented, &[URI_TOO_LONG, HEADERS_TOO_LARGE]).split_for_parts();
+    // The browser page: it asks for a key and calls the API like any client.
+    router
+        .merge(web::routes())
+        .layer(Extension(Arc::new(document)))
+}
+
+/// Routes that are not in the document, with why: `(method, path, reason)`.
+pub fn undocumented() -> Vec<(&'static str, &'static str, &'static str)> {
+    web::paths()
+        .map(|path| {
+            (
+                "GET",
+                path,
+                "a file of the browser page, not part of the API",
+            )
+        })
+        .collect()
 }
 
 /// `/metrics`, behind `--metrics-token` when one is set.
-pub fn metrics(state: AppState) -> Router<AppState> {
-    Router::new()
-        .route("/metrics", get(system::metrics))
-        .route_layer(middleware::from_fn_with_state(state, require_metrics_token))
+pub fn metrics(state: AppState) -> OpenApiRouter<AppState> {
+    let router = OpenApiRouter::new()
+        .routes(routes!(system::metrics))
+        .route_layer(middleware::from_fn_with_state(state, require_metrics_token));
+    refused_with(router, &[UNAUTHORIZED])
 }

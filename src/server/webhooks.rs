@@ -16,13 +16,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hmac::{Hmac, KeyInit, Mac};
-use serde_json::Value;
+use serde_json::{Value, json};
 use sha2::Sha256;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::AppState;
-use super::routes::view::{self, Links};
+use super::routes::view::{self, JobView, Links};
 use crate::db::webhooks::{Attempt, Delivery};
 use crate::db::{DbError, Lease};
 
@@ -154,11 +154,11 @@ async fn body(state: &AppState, delivery: &Delivery) -> Result<String, DbError> 
             .public_url
             .clone()
             .unwrap_or_else(|| state.live.config().node_url.clone());
-        let view = view::job(&job, &Links::with_base(state, &base));
-        if let Some(result) = view.get("result").filter(|result| !result.is_null()) {
-            event["result"] = result.clone();
+        let view = JobView::new(&job, &Links::with_base(state, &base));
+        if let Some(result) = &view.result {
+            event["result"] = json!(result);
         }
-        event["job"] = view;
+        event["job"] = json!(view);
     }
     Ok(event.to_string())
 }

@@ -21,6 +21,7 @@ mod downloads;
 mod durability;
 mod errors;
 mod jobs;
+mod openapi;
 mod ops;
 mod python_client;
 mod sdk;

@@ -98,44 +98,6 @@ async fn metrics_count_requests_jobs_and_audio() {
     );
 }
 
-#[tokio::test]
-async fn the_openapi_document_describes_the_api() {
-    let server = Server::start(&[]);
-    let doc = expect_json(
-        server.get("/openapi.json").send().await,
-        200,
-        "GET /openapi.json",
-    )
-    .await;
-    let version = doc["openapi"].as_str().unwrap_or_default();
-    assert!(
-        version.starts_with("3."),
-        "an OpenAPI 3 document, got openapi = {version:?}"
-    );
-    let paths = doc["paths"]
-        .as_object()
-        .unwrap_or_else(|| panic!("the document has paths: {doc:#}"));
-    for expected in [
-        "/api/v1/speaker/extract",
-        "/api/v1/speaker/diarize",
-        "/api/v1/speaker/jobs",
-        "/api/v1/credits",
-    ] {
-        assert!(
-            paths.contains_key(expected),
-            "{expected} is documented; paths: {:?}",
-            paths.keys()
-        );
-    }
-    for prefix in ["/api/v1/speaker/jobs/{", "/api/v1/jobs/{"] {
-        assert!(
-            paths.keys().any(|p| p.starts_with(prefix)),
-            "a {prefix}id}} path is documented; paths: {:?}",
-            paths.keys()
-        );
-    }
-}
-
 /// A port nothing listens on right now, for a flag that needs a fixed address.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -23,12 +23,26 @@ use whospoke_protocol::{ServerMessage, WarningCode};
 use crate::live::Event;
 use crate::server::AppState;
 use crate::server::auth::{QueryCredentials, live_caller};
-use crate::server::error::ApiError;
+use crate::server::error::{ApiError, ErrorBody};
 use crate::server::live_message::live_message;
 
 const ROUTE: &str = "GET /api/v1/speaker/stream/{session_id}/events";
 const SSE_KEEPALIVE: Duration = Duration::from_secs(15);
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/speaker/stream/{session_id}/events",
+    summary = "Follow one of your running sessions: a WebSocket on upgrade, else Server-Sent Events",
+    description = "ready, then every event of the session (speaker, relabel, usage, warning), then completed; then the feed closes. Accepts ?api_key= and ?token= for EventSource. A session on another node is answered by that node.",
+    params(("session_id" = String, Path, description = "The session's id, from its ready message"), QueryCredentials),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol (when asked to upgrade)"),
+        (status = 200, description = "The feed as Server-Sent Events, one JSON message per event", content_type = "text/event-stream", body = String),
+        (status = 401, description = "Missing or invalid credentials", body = ErrorBody),
+        (status = 404, description = "No such running session of yours", body = ErrorBody),
+        (status = 502, description = "The node running the session did not answer", body = ErrorBody),
+    )
+)]
 pub async fn watch(
     State(state): State<AppState>,
     Path(session_id): Path<String>,

@@ -5,20 +5,49 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::view::{download_path, unix_now};
 use crate::jobs::Files;
 use crate::server::AppState;
-use crate::server::error::ApiError;
+use crate::server::error::{ApiError, ErrorBody};
 use crate::server::range::parse_range;
 use crate::server::signing::SignatureError;
 
-#[derive(Deserialize)]
+/// A download link's signature, as job views give it.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Signature {
+    /// Unix time the link expires.
     expires: Option<u64>,
     signature: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/files/{job_id}/{name}",
+    summary = "Download a job's file through a signed, expiring link (supports Range)",
+    security(()),
+    params(
+        ("job_id" = i64, Path, description = "The job's id"),
+        ("name" = String, Path, description = "The file's name"),
+        Signature,
+        ("Range" = Option<String>, Header, description = "One byte range, e.g. bytes=0-1023"),
+    ),
+    responses(
+        (status = 200, description = "The file: a speaker's track (WAV) or the RTTM", content(
+            (Vec<u8> = "audio/wav"), (String = "text/plain"), (Vec<u8> = "application/octet-stream"),
+        )),
+        (status = 206, description = "The asked part of the file", content(
+            (Vec<u8> = "audio/wav"), (String = "text/plain"), (Vec<u8> = "application/octet-stream"),
+        )),
+        (status = 400, description = "The job id is not a number", body = ErrorBody),
+        (status = 403, description = "The link is not signed, or its signature is wrong", body = ErrorBody),
+        (status = 404, description = "No such file", body = ErrorBody),
+        (status = 410, description = "The link has expired", body = ErrorBody),
+        (status = 416, description = "Range not satisfiable", body = ErrorBody),
+    )
+)]
 pub async fn download(
     State(state): State<AppState>,
     Path((job_id, name)): Path<(i64, String)>,

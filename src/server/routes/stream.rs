@@ -24,15 +24,17 @@ use axum::response::Response;
 use axum::{Extension, Json};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use serde::Serialize;
+
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
+use utoipa::ToSchema;
 use whospoke_protocol::{ClientMessage, MAX_TEXT_BYTES, ParseError, close};
 
 use crate::live::{LiveError, Session, SpecError, StreamSpec};
 use crate::server::AppState;
 use crate::server::auth::{Caller, QueryCredentials, live_caller};
-use crate::server::error::ApiError;
+use crate::server::error::{ApiError, ErrorBody};
 use messages::{Failure, Outgoing};
 
 /// Messages waiting for the writer; beyond this the senders wait for the client.
@@ -44,19 +46,45 @@ const CLOSE_HANDSHAKE: Duration = Duration::from_secs(5);
 /// The route template, as rate-limit buckets name it.
 const ROUTE: &str = "GET /api/v1/speaker/stream";
 
+/// A single-use token that opens one stream (`?token=`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StreamToken {
+    /// Seconds the token stays valid.
+    pub expires_in: u64,
+    pub token: String,
+}
+
 /// `POST /api/v1/speaker/stream/token`: a single-use token for `?token=`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/speaker/stream/token",
+    summary = "A single-use token for opening a stream with ?token= (browsers cannot set headers)",
+    responses((status = 200, description = "The token", body = StreamToken))
+)]
 pub async fn token(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StreamToken>, ApiError> {
     let token = state.stream_tokens.issue(&caller).await?;
-    Ok(Json(json!({
-        "token": token,
-        "expires_in": state.stream_tokens.ttl().as_secs(),
-    })))
+    Ok(Json(StreamToken {
+        expires_in: state.stream_tokens.ttl().as_secs(),
+        token,
+    }))
 }
 
 /// `GET /api/v1/speaker/stream`: upgrades, then speaks the stream protocol.
+#[utoipa::path(
+    get,
+    path = "/api/v1/speaker/stream",
+    summary = "Live diarization over a WebSocket (upgrade)",
+    description = "Upgrade to a WebSocket. Authenticate with X-API-Key or Bearer, or ?api_key=, or ?token= from /api/v1/speaker/stream/token; a refused caller hears why in an error message before the close. Send {\"type\":\"start\",\"sample_rate\",\"channels\",\"encoding\":\"pcm_s16le\"|\"pcm_f32le\"|\"opus\",\"num_speakers\"?,\"max_speakers\"?,\"latency_ms\"?,\"extract\"?,\"name\"?,\"webhook_url\"?,\"exclusive\"?}, then binary audio; {\"type\":\"keepalive\"|\"finalize\"|\"end\"} control it. The server sends ready, speaker, relabel, usage, warning, error and completed messages as JSON text. The session becomes a job of type stream.",
+    params(QueryCredentials),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 400, description = "Not a valid WebSocket upgrade request", body = ErrorBody),
+        (status = 426, description = "The connection cannot be upgraded", body = ErrorBody),
+    )
+)]
 pub async fn connect(
     State(state): State<AppState>,
     Query(query): Query<QueryCredentials>,

@@ -13,20 +13,20 @@ use axum::Json;
 use axum::extract::multipart::Field;
 use axum::extract::{FromRequest, Multipart, Query, Request, State};
 use axum::http::{StatusCode, header};
-use serde_json::Value;
 use tokio::io::AsyncWriteExt;
+use utoipa::{IntoParams, ToSchema};
 
 mod overhead;
 
 use overhead::{MAX_OVERHEAD_BYTES, Overhead};
 
-use super::view::{self, Links};
+use super::view::{JobView, Links};
 use crate::db::JobType;
 use crate::jobs::{JobOptions, Source, SpeakerOptions, fetch};
 use crate::server::AppState;
 use crate::server::auth::Caller;
 use crate::server::drain::{discard, discard_body};
-use crate::server::error::ApiError;
+use crate::server::error::{ApiError, ErrorBody};
 
 /// Form bodies hold a URL and a few numbers; anything bigger is not one.
 const MAX_FORM_BYTES: usize = 64 * 1024;
@@ -36,21 +36,102 @@ const MAX_FIELD_BYTES: usize = 8 * 1024;
 const MAX_FIELDS: usize = 16;
 const SPEAKER_FIELDS: [&str; 3] = ["num_speakers", "min_speakers", "max_speakers"];
 
+/// The options of a submission, in the query or the body. Read one by one as
+/// the body streams past, so this type only describes them.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct SubmitOptions {
+    /// Exactly this many speakers.
+    #[param(minimum = 1)]
+    num_speakers: Option<u32>,
+    #[param(minimum = 1)]
+    min_speakers: Option<u32>,
+    #[param(minimum = 1)]
+    max_speakers: Option<u32>,
+    /// Receives job.completed, job.failed and job.cancelled events (see /api/v1/webhooks/secret).
+    #[param(format = "uri")]
+    webhook_url: Option<String>,
+    /// At most one speaker at a time in the timeline and tracks.
+    exclusive: Option<bool>,
+}
+
+/// A submission's body: a `file`, or the `url` of one, and the options (a
+/// body's value wins over the query's). Describes the body, which is read
+/// field by field as it streams past.
+#[derive(ToSchema)]
+#[schema(as = Submission)]
+#[allow(dead_code)]
+pub struct SubmitForm {
+    /// The audio or video file (multipart only); give this or `url`.
+    #[schema(value_type = Option<String>, format = Binary)]
+    file: Option<Vec<u8>>,
+    /// Where to fetch the file (http or https, or a page yt-dlp knows); give this or `file`.
+    #[schema(format = "uri")]
+    url: Option<String>,
+    #[schema(minimum = 1)]
+    num_speakers: Option<u32>,
+    #[schema(minimum = 1)]
+    min_speakers: Option<u32>,
+    #[schema(minimum = 1)]
+    max_speakers: Option<u32>,
+    /// Receives job.completed, job.failed and job.cancelled events.
+    #[schema(format = "uri")]
+    webhook_url: Option<String>,
+    /// At most one speaker at a time in the timeline and tracks.
+    #[schema(default = false)]
+    exclusive: Option<bool>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/speaker/extract",
+    summary = "Start a speaker extraction (a track per speaker, RTTM, statistics)",
+    params(SubmitOptions),
+    request_body(content(
+        (SubmitForm = "multipart/form-data"),
+        (SubmitForm = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "The job, PENDING", body = JobView),
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 402, description = "Not enough credits", body = ErrorBody),
+        (status = 413, description = "The upload or a form field is too large", body = ErrorBody),
+        (status = 422, description = "The file cannot be decoded (the job is FAILED)", body = ErrorBody),
+    )
+)]
 pub async fn extract(
     state: State<AppState>,
     caller: Extension<Caller>,
     query: Query<HashMap<String, String>>,
     request: Request,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<JobView>, ApiError> {
     submit(state, caller, query, JobType::Extraction, request).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/speaker/diarize",
+    summary = "Start a diarization (RTTM and statistics, no tracks)",
+    params(SubmitOptions),
+    request_body(content(
+        (SubmitForm = "multipart/form-data"),
+        (SubmitForm = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "The job, PENDING", body = JobView),
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 402, description = "Not enough credits", body = ErrorBody),
+        (status = 413, description = "The upload or a form field is too large", body = ErrorBody),
+        (status = 422, description = "The file cannot be decoded (the job is FAILED)", body = ErrorBody),
+    )
+)]
 pub async fn diarize(
     state: State<AppState>,
     caller: Extension<Caller>,
     query: Query<HashMap<String, String>>,
     request: Request,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<JobView>, ApiError> {
     submit(state, caller, query, JobType::Diarization, request).await
 }
 
@@ -60,7 +141,7 @@ async fn submit(
     Query(mut fields): Query<HashMap<String, String>>,
     job_type: JobType,
     request: Request,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<JobView>, ApiError> {
     let headers = request.headers().clone();
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -110,7 +191,7 @@ async fn submit(
             },
         )
         .await?;
-    Ok(Json(view::job(&job, &Links::new(&state, &headers))))
+    Ok(Json(JobView::new(&job, &Links::new(&state, &headers))))
 }
 
 /// A received file: its temporary path and the name the client gave it.

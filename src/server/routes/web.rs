@@ -57,6 +57,11 @@ pub fn routes() -> Router<AppState> {
     })
 }
 
+/// The URL paths of the page's files.
+pub fn paths() -> impl Iterator<Item = &'static str> {
+    ASSETS.iter().map(|asset| asset.path)
+}
+
 async fn serve(asset: &'static Asset) -> Response {
     let body = match std::env::var_os("WHOSPOKE_WEB_DIR") {
         None => asset.body.to_owned(),

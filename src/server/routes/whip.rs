@@ -21,13 +21,14 @@ use dashmap::DashMap;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
+use utoipa::IntoParams;
 use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit};
 use whospoke_protocol::{Encoding, ServerMessage, Start};
 
 use crate::live::{Event, LiveError, StreamSpec};
 use crate::server::AppState;
 use crate::server::auth::{Caller, QueryCredentials, bearer, live_caller};
-use crate::server::error::ApiError;
+use crate::server::error::{ApiError, ErrorBody};
 use crate::server::live_message::live_message;
 use crate::server::webrtc::{PeerError, Peers};
 use ingest::{EndRequest, Ingest};
@@ -92,18 +93,47 @@ impl Outgoing {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// The session's options, as a WebSocket's `start` message has them.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WhipQuery {
+    #[param(minimum = 1)]
     num_speakers: Option<i64>,
+    #[param(minimum = 1)]
     max_speakers: Option<i64>,
+    /// How long after the audio a speaker is decided.
+    #[param(minimum = 500, maximum = 5000)]
     latency_ms: Option<i64>,
+    /// Also write a track per speaker.
     extract: Option<bool>,
+    /// The job's display name.
     name: Option<String>,
+    /// Receives job.completed, job.failed and job.cancelled events.
+    #[param(format = "uri")]
     webhook_url: Option<String>,
+    /// At most one speaker at a time.
     exclusive: Option<bool>,
 }
 
 /// `POST /api/v1/speaker/whip`: an SDP offer in, an SDP answer out.
+#[utoipa::path(
+    post,
+    path = "/api/v1/speaker/whip",
+    summary = "WebRTC ingest (WHIP, RFC 9725): an SDP offer with one Opus audio track",
+    description = "Authenticate with X-API-Key or Bearer. The answer's Location is the session (PATCH trickles ICE, DELETE ends it); its events follow at /api/v1/speaker/stream/{session_id}/events.",
+    params(WhipQuery),
+    request_body(content = String, content_type = "application/sdp", description = "The SDP offer"),
+    responses(
+        (status = 201, description = "The SDP answer", content_type = "application/sdp", body = String,
+            headers(("Location" = String, description = "The session's URL"))),
+        (status = 400, description = "Invalid offer or options", body = ErrorBody),
+        (status = 401, description = "Missing or invalid credentials", body = ErrorBody),
+        (status = 402, description = "Not enough credits", body = ErrorBody),
+        (status = 413, description = "The offer is too large", body = ErrorBody),
+        (status = 415, description = "Content-Type is not application/sdp", body = ErrorBody),
+        (status = 503, description = "Too many live sessions on this node", body = ErrorBody),
+    )
+)]
 pub async fn offer(
     State(state): State<AppState>,
     Query(query): Query<WhipQuery>,
@@ -227,6 +257,24 @@ pub async fn offer(
 }
 
 /// `PATCH /api/v1/speaker/whip/{session_id}`: trickled ICE candidates.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/speaker/whip/{session_id}",
+    operation_id = "trickle_ice",
+    summary = "Trickle ICE candidates",
+    params(("session_id" = String, Path, description = "The session, from the offer's Location")),
+    request_body(content = String, content_type = "application/trickle-ice-sdpfrag"),
+    responses(
+        (status = 204, description = "Candidates added"),
+        (status = 400, description = "Invalid fragment or candidate", body = ErrorBody),
+        (status = 401, description = "Missing or invalid credentials", body = ErrorBody),
+        (status = 404, description = "No such running session of yours", body = ErrorBody),
+        (status = 413, description = "The fragment is too large", body = ErrorBody),
+        (status = 415, description = "Content-Type is not application/trickle-ice-sdpfrag", body = ErrorBody),
+        (status = 422, description = "An ICE restart (not supported)", body = ErrorBody),
+        (status = 502, description = "The node running the session did not answer", body = ErrorBody),
+    )
+)]
 pub async fn trickle(
     State(state): State<AppState>,
     Path(session_id): Path<String>,
@@ -267,6 +315,19 @@ pub async fn trickle(
 
 /// `DELETE /api/v1/speaker/whip/{session_id}`: ends the session like a
 /// WebSocket `end` and answers with its `completed` message.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/speaker/whip/{session_id}",
+    operation_id = "end_whip_session",
+    summary = "End the session; the answer is its completed message",
+    params(("session_id" = String, Path, description = "The session, from the offer's Location")),
+    responses(
+        (status = 200, description = "The session's completed message (see the README's live protocol)", body = Object),
+        (status = 401, description = "Missing or invalid credentials", body = ErrorBody),
+        (status = 404, description = "No such running session of yours", body = ErrorBody),
+        (status = 502, description = "The node running the session did not answer", body = ErrorBody),
+    )
+)]
 pub async fn delete(
     State(state): State<AppState>,
     Path(session_id): Path<String>,
