@@ -13,6 +13,7 @@
 #   3. ONNX Runtime 1.31.1 shared library, taken from the PyPI wheel, into
 #      .onnxruntime/libonnxruntime.so.1.31.1 (where src/runtime.rs looks for it).
 #   4. cargo build --release (target/release/whospoke).
+#   5. cargo-fuzz (crates.io) for scripts/fuzz.sh, when the nightly toolchain is there.
 #
 # Environment:
 #   WHOSPOKE_ORT_DIR   where to put the ONNX Runtime library (default: <repo>/.onnxruntime).
@@ -213,6 +214,19 @@ if [ "$DO_BUILD" -eq 1 ]; then
     note "build: $ROOT/target/release/whospoke ($(cargo --version))"
 else
     note "build: skipped (--no-build)"
+fi
+
+# ---------------------------------------------------------------------------------------
+# 5. cargo-fuzz: scripts/fuzz.sh runs the fuzz targets with it on the nightly toolchain
+# ---------------------------------------------------------------------------------------
+if ! rustup toolchain list 2>/dev/null | grep -q "^nightly"; then
+    note "cargo-fuzz: skipped (no nightly toolchain; scripts/fuzz.sh needs one)"
+elif cargo fuzz --version >/dev/null 2>&1; then
+    note "cargo-fuzz: $(cargo fuzz --version) present"
+else
+    say "cargo install cargo-fuzz --locked"
+    cargo install cargo-fuzz --locked
+    note "cargo-fuzz: installed $(cargo fuzz --version)"
 fi
 
 echo

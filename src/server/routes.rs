@@ -18,6 +18,9 @@ use axum::routing::{get, post};
 
 use whip::MAX_OFFER_BYTES;
 
+pub use stream::messages::{BadMessage, ClientMessage};
+pub use submit::{TempUpload, read_multipart};
+
 use super::AppState;
 use super::auth::{require_caller, require_metrics_token};
 use super::forward;
