@@ -26,7 +26,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 pub use accounts::{ApiKey, User};
-pub use jobs::{Cancel, Job, JobFilter, JobStatus, JobType, Lease, NewJob, Retry};
+pub use jobs::{Cancel, Cover, Job, JobFilter, JobStatus, JobType, Lease, NewJob, Retry};
 pub use sessions::SessionRoute;
 
 /// File name of the database inside the data directory.
@@ -164,7 +164,15 @@ pub fn unix_now() -> i64 {
     OffsetDateTime::now_utc().unix_timestamp()
 }
 
-/// Credits for `seconds` of audio: 27.5 per second, rounded up.
+/// Credits per second of audio.
+const CREDITS_PER_SECOND: f64 = 27.5;
+
+/// Credits for `seconds` of audio, rounded up.
 pub fn credits_for(seconds: f64) -> i64 {
-    (seconds.max(0.0) * 27.5).ceil() as i64
+    (seconds.max(0.0) * CREDITS_PER_SECOND).ceil() as i64
+}
+
+/// Seconds of audio `credits` pay for.
+pub fn seconds_for(credits: i64) -> f64 {
+    credits.max(0) as f64 / CREDITS_PER_SECOND
 }

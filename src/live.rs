@@ -54,7 +54,7 @@ use spool::{SpoolDir, SpoolMeta};
 use watch::EventSink;
 
 pub use event::{Completed, Event};
-pub use input::InputError;
+pub use input::{InputDecoder, InputError};
 pub use session::Session;
 pub use spec::{Encoding, SpecError, StreamFormat, StreamSpec};
 pub use watch::Watchers;

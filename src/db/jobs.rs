@@ -221,6 +221,21 @@ pub enum Retry {
     NotFound,
 }
 
+/// Whether a job's reservation pays for the audio its run decoded ([`Db::cover`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cover {
+    Covered,
+    /// The owner's balance cannot make up the difference; nothing was taken.
+    Short {
+        /// Credits the reservation and the balance hold together.
+        affordable: i64,
+        /// The length the reservation was priced from (what the file said).
+        stated_seconds: Option<f64>,
+    },
+    /// The job is no longer this worker's.
+    Lost,
+}
+
 /// Filters of the job listing.
 #[derive(Debug, Clone, Default)]
 pub struct JobFilter {
@@ -481,8 +496,56 @@ impl Db {
         Ok(true)
     }
 
+    /// Raises the job's reservation to `credits`, the price of the audio its
+    /// run decoded, taking what the reservation lacks from the owner's
+    /// balance, all or nothing. The reservation was priced from what the
+    /// file said of its length; a file that understated it is charged for
+    /// what was decoded. Raising to a total (not by a difference) keeps a
+    /// retried or taken-over run from charging twice.
+    pub async fn cover(&self, job: &Job, credits: i64) -> Result<Cover, DbError> {
+        let mut tx = self.pool.begin().await?;
+        // A write that changes nothing locks the job's row until the end.
+        let row = sqlx::query(
+            "UPDATE jobs SET credits_reserved = credits_reserved \
+             WHERE id = $1 AND task_id = $2 AND attempts = $3 AND status = 'PROCESSING' \
+             RETURNING credits_reserved, duration_seconds",
+        )
+        .bind(job.id)
+        .bind(&job.task_id)
+        .bind(job.attempts)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(Cover::Lost);
+        };
+        let reserved: i64 = row.get("credits_reserved");
+        let missing = credits - reserved;
+        if missing <= 0 {
+            return Ok(Cover::Covered);
+        }
+        match reserve(&mut tx, &job.user_id, missing).await {
+            Ok(()) => {}
+            Err(DbError::InsufficientCredits { available, .. }) => {
+                return Ok(Cover::Short {
+                    affordable: reserved + available,
+                    stated_seconds: row.get("duration_seconds"),
+                });
+            }
+            Err(e) => return Err(e),
+        }
+        sqlx::query("UPDATE jobs SET credits_reserved = $1, updated_at = $2 WHERE id = $3")
+            .bind(credits)
+            .bind(now())
+            .bind(job.id)
+            .execute(&mut *tx)
+            .await?;
+        ledger(&mut tx, &job.user_id, Some(job.id), -missing, "reserve").await?;
+        tx.commit().await?;
+        Ok(Cover::Covered)
+    }
+
     /// COMPLETED with its result; charges `credits_used` (at most what was
-    /// reserved) and refunds the rest. False when the job is no longer this worker's.
+    /// reserved: see [`Db::cover`]) and refunds the rest. False when the job is no longer this worker's.
     pub async fn complete_job(
         &self,
         job: &Job,
@@ -850,6 +913,75 @@ mod tests {
             940,
             "charged 60, the rest refunded"
         );
+        check_ledger(&db, &user, 1000).await;
+    }
+
+    #[tokio::test]
+    async fn audio_longer_than_stated_is_charged_from_the_balance_once_or_not_at_all() {
+        let (db, _dir) = db().await;
+        let user = db.create_user(1000).await.unwrap();
+        db.insert_job(&new_job(&user, 100, None)).await.unwrap();
+        // The first run's lease ran out; the second run decodes 300 credits of audio.
+        let dead = db
+            .claim_next_job(&lease("dead", -10))
+            .await
+            .unwrap()
+            .unwrap();
+        let alive = db
+            .claim_next_job(&lease("alive", 60))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(db.cover(&dead, 300).await.unwrap(), Cover::Lost);
+        assert_eq!(
+            db.balance(&user).await.unwrap(),
+            900,
+            "a void claim takes nothing"
+        );
+        assert_eq!(db.cover(&alive, 300).await.unwrap(), Cover::Covered);
+        assert_eq!(
+            db.balance(&user).await.unwrap(),
+            700,
+            "200 more than reserved"
+        );
+        assert_eq!(
+            db.cover(&alive, 300).await.unwrap(),
+            Cover::Covered,
+            "covered already"
+        );
+        assert_eq!(db.balance(&user).await.unwrap(), 700, "taken once");
+        assert!(db.complete_job(&alive, "{}", 10.9, 300).await.unwrap());
+        let done = db.job(&user, alive.id).await.unwrap().unwrap();
+        assert_eq!((done.credits_used, done.credits_reserved), (Some(300), 300));
+        assert_eq!(db.balance(&user).await.unwrap(), 700);
+        check_ledger(&db, &user, 1000).await;
+
+        // 700 left: a job reserved at 100 whose audio costs 801 cannot be paid.
+        db.insert_job(&new_job(&user, 100, None)).await.unwrap();
+        let short = db.claim_next_job(&lease("a", 60)).await.unwrap().unwrap();
+        assert_eq!(
+            db.cover(&short, 801).await.unwrap(),
+            Cover::Short {
+                affordable: 700,
+                stated_seconds: Some(1.0)
+            }
+        );
+        assert_eq!(db.balance(&user).await.unwrap(), 600, "nothing taken");
+        assert!(db.fail_job(&short, "unpaid").await.unwrap());
+        assert_eq!(
+            db.balance(&user).await.unwrap(),
+            700,
+            "the reservation refunded"
+        );
+        let failed = db.job(&user, short.id).await.unwrap().unwrap();
+        assert_eq!(failed.credits_used, Some(0));
+        check_ledger(&db, &user, 1000).await;
+        // Exactly what the balance holds can be paid.
+        db.insert_job(&new_job(&user, 100, None)).await.unwrap();
+        let exact = db.claim_next_job(&lease("a", 60)).await.unwrap().unwrap();
+        assert_eq!(db.cover(&exact, 700).await.unwrap(), Cover::Covered);
+        assert!(db.complete_job(&exact, "{}", 25.4, 700).await.unwrap());
+        assert_eq!(db.balance(&user).await.unwrap(), 0);
         check_ledger(&db, &user, 1000).await;
     }
 

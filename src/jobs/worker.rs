@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Files, FilesError, JobResult, Jobs, SpeakerOptions, fetch};
 use crate::audio;
-use crate::db::{DbError, Job, JobStatus, JobType, credits_for};
+use crate::db::{Cover, DbError, Job, JobStatus, JobType, credits_for, seconds_for};
 use crate::diarization::Overlap;
 use crate::engine::Engine;
 use crate::pipeline;
@@ -38,6 +38,15 @@ enum JobError {
     Db(#[from] DbError),
     #[error("{0}")]
     Files(#[from] FilesError),
+    #[error(
+        "the audio is {seconds:.1} s long but your balance covers {affordable_seconds:.1} s; \
+         the file's header said {stated_seconds:.1} s. Add credits and retry the job"
+    )]
+    Unpaid {
+        seconds: f64,
+        affordable_seconds: f64,
+        stated_seconds: f64,
+    },
     #[error("internal error: {0}")]
     Internal(String),
     /// A restart or a delete took the job away; nothing is recorded.
@@ -252,14 +261,31 @@ impl Worker {
             JobError::Pipeline(super::user_message(&e.to_string(), &input, &job.filename))
         })?;
 
-        // A node whose lease ran out must not overwrite the outputs of the
-        // node that took the job over.
-        if !self.jobs.db.holds(job).await? {
-            return Err(JobError::Lost);
-        }
-        // A retry replaces what an earlier attempt stored.
+        // The audio decoded is what is charged, whatever the file said of its
+        // length. The check also keeps a node whose lease ran out from
+        // overwriting the outputs of the node that took the job over.
         let files = &self.jobs.files;
-        files.delete_prefix(&format!("jobs/{}", job.id)).await?;
+        let cover = self
+            .jobs
+            .db
+            .cover(job, credits_for(report.duration_seconds))
+            .await?;
+        // A retry replaces what an earlier attempt stored; an unpaid one keeps nothing.
+        match cover {
+            Cover::Lost => return Err(JobError::Lost),
+            Cover::Covered => files.delete_prefix(&format!("jobs/{}", job.id)).await?,
+            Cover::Short {
+                affordable,
+                stated_seconds,
+            } => {
+                files.delete_prefix(&format!("jobs/{}", job.id)).await?;
+                return Err(JobError::Unpaid {
+                    seconds: report.duration_seconds,
+                    affordable_seconds: seconds_for(affordable),
+                    stated_seconds: stated_seconds.unwrap_or(0.0),
+                });
+            }
+        }
         let with_tracks = job.job_type == JobType::Extraction;
         let mut names = vec![report.rttm.clone(), crate::output::RESULT_FILE.to_owned()];
         if with_tracks {

@@ -20,6 +20,8 @@ use utoipa_axum::routes;
 
 use whip::MAX_OFFER_BYTES;
 
+pub use submit::{TempUpload, read_multipart};
+
 use super::AppState;
 use super::auth::{require_caller, require_metrics_token};
 use super::forward;

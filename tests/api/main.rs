@@ -15,6 +15,7 @@ mod s3;
 mod server;
 
 mod auth;
+mod billing;
 mod cancel;
 mod cluster;
 mod downloads;

@@ -12,7 +12,7 @@
 //! through it, so messages keep their order. The reader stops reading while
 //! the session's analysis buffer is full, which turns into TCP backpressure.
 
-mod messages;
+pub(super) mod messages;
 
 use std::error::Error as _;
 use std::time::Duration;

@@ -149,7 +149,14 @@ async fn submit(
         .unwrap_or_default()
         .to_ascii_lowercase();
     let upload = if content_type.starts_with("multipart/form-data") {
-        read_multipart(&state, request, &mut fields).await?
+        let config = &state.config;
+        read_multipart(
+            request,
+            config.max_upload_bytes,
+            &config.upload_dir,
+            &mut fields,
+        )
+        .await?
     } else if content_type.starts_with("application/x-www-form-urlencoded") {
         read_form(request, &mut fields).await?;
         None
@@ -201,7 +208,7 @@ struct Received {
 }
 
 /// Deletes the temporary file on every exit, unless handed on with `keep`.
-struct TempUpload(Received);
+pub struct TempUpload(Received);
 
 impl TempUpload {
     fn keep(mut self) -> Received {
@@ -220,12 +227,14 @@ impl Drop for TempUpload {
     }
 }
 
-async fn read_multipart(
-    state: &AppState,
+/// Reads a multipart body: the `file` part streamed into `upload_dir` (at
+/// most `limit` bytes), every other part into `fields`.
+pub async fn read_multipart(
     request: Request,
+    limit: u64,
+    upload_dir: &Path,
     fields: &mut HashMap<String, String>,
 ) -> Result<Option<TempUpload>, ApiError> {
-    let limit = state.config.max_upload_bytes;
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -237,7 +246,7 @@ async fn read_multipart(
     let overhead = Overhead::default();
     let (parts, body) = request.into_parts();
     let request = Request::from_parts(parts, overhead.count(body));
-    let mut multipart = Multipart::from_request(request, state)
+    let mut multipart = Multipart::from_request(request, &())
         .await
         .map_err(|e| ApiError::bad_request(e.body_text()))?;
     let bad_multipart = |error| multipart_error(&overhead, error);
@@ -250,10 +259,7 @@ async fn read_multipart(
                 return Err(ApiError::bad_request("Send one `file` per request"));
             }
             let filename = field.file_name().unwrap_or("audio").to_owned();
-            let path = state
-                .config
-                .upload_dir
-                .join(uuid::Uuid::new_v4().to_string());
+            let path = upload_dir.join(uuid::Uuid::new_v4().to_string());
             let file = TempUpload(Received { path, filename });
             save_field(field, &file.0.path, limit, &overhead).await?;
             received = Some(file);
