@@ -32,6 +32,9 @@ pub enum Command {
     Ramp(RampArgs),
     /// One long stream, printing the server's RSS at given marks.
     Memory(MemoryArgs),
+    /// Live streams (WebSocket and WHIP) and batch jobs for a long run under
+    /// faults, with server restarts; checks jobs, RSS and the log at the end.
+    Soak(crate::soak::SoakArgs),
 }
 
 /// Where the server is and how to reach it.

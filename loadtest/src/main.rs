@@ -19,7 +19,9 @@ mod procfs;
 mod record;
 mod report;
 mod run;
+mod soak;
 mod stats;
+mod whip;
 
 use std::process::ExitCode;
 
@@ -33,6 +35,7 @@ async fn main() -> ExitCode {
         Command::Run(args) => commands::run(args).await,
         Command::Ramp(args) => commands::ramp(args).await,
         Command::Memory(args) => commands::memory(args).await,
+        Command::Soak(args) => soak::run(args).await,
     };
     // Only the tool's own failures (bad arguments, unreadable files, an
     // unwritable --out) end here; server faults are in the report.
