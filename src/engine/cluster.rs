@@ -37,6 +37,10 @@ pub struct ClusterParams {
     /// heard little but clearly someone else's (the live run's rule for weak
     /// speakers, with its `new_speaker_distance`).
     pub distinct_distance: f32,
+    /// Small clusters kept for being distinct merge with one another up to
+    /// this distance: a far, reverberant talker's embeddings scatter into
+    /// several lone clusters, all far from the main voices.
+    pub lone_merge_distance: f32,
 }
 
 /// The global speaker (centroid index) of each local speaker.
@@ -79,6 +83,10 @@ fn centroids(points: &[Embedding], count: SpeakerCount, params: ClusterParams) -
                 .all(|o| distance(&me, o) > params.distinct_distance)
         }
     };
+    let (lone, mut clusters): (Vec<Cluster>, Vec<Cluster>) = clusters
+        .into_iter()
+        .partition(|c| c.size < params.min_cluster_size && is_speaker(c));
+    clusters.extend(merge_lone(lone, params.lone_merge_distance));
     let large = clusters.iter().filter(|c| is_speaker(c)).count();
     let wanted = match count {
         SpeakerCount::Exact(k) => Some(k),
@@ -121,6 +129,28 @@ fn clusters_after(merges: &[ahc::Merge], points: &[Embedding], steps: usize) -> 
         c.size += 1;
     }
     clusters.into_iter().flatten().collect()
+}
+
+/// Lone clusters joined by centroid linkage up to `threshold`.
+fn merge_lone(lone: Vec<Cluster>, threshold: f32) -> Vec<Cluster> {
+    let centres: Vec<Embedding> = lone.iter().map(|c| normalised(c.sum)).collect();
+    let merges = ahc::dendrogram(&centres);
+    let steps = merges
+        .iter()
+        .position(|m| m.distance > threshold)
+        .unwrap_or(merges.len());
+    let labels = ahc::labels_after(&merges, lone.len(), steps);
+    let mut merged: Vec<Option<Cluster>> = (0..lone.len()).map(|_| None).collect();
+    for (c, &label) in lone.into_iter().zip(&labels) {
+        match &mut merged[label] {
+            Some(m) => {
+                m.sum.iter_mut().zip(&c.sum).for_each(|(s, x)| *s += x);
+                m.size += c.size;
+            }
+            slot => *slot = Some(c),
+        }
+    }
+    merged.into_iter().flatten().collect()
 }
 
 fn largest(mut clusters: Vec<Cluster>, k: usize) -> Vec<Cluster> {
@@ -223,6 +253,7 @@ mod tests {
         threshold: 0.8,
         min_cluster_size: 1,
         distinct_distance: 1.15,
+        lone_merge_distance: 1.0,
     };
 
     #[test]
@@ -262,6 +293,27 @@ mod tests {
         speakers[6] = speaker(6, 40, 0.0);
         let labels = assign(&speakers, SpeakerCount::default(), params);
         assert_eq!(labels[6], 2, "a distinct voice is its own speaker");
+    }
+
+    #[test]
+    fn a_scattered_voice_heard_little_is_one_speaker() {
+        let params = ClusterParams {
+            min_cluster_size: 2,
+            ..PARAMS
+        };
+        let mut speakers: Vec<LocalSpeaker> =
+            (0..6).map(|i| speaker(i, (i % 2) * 20, 0.1)).collect();
+        // Three lone points far from A and B, 0.9 apart: one far talker.
+        for i in 0..3 {
+            let mut s = speaker(6 + i, 40, 0.0);
+            s.embedding[41 + i] = 0.825;
+            s.embedding = normalised(s.embedding);
+            speakers.push(s);
+        }
+        let labels = assign(&speakers, SpeakerCount::default(), params);
+        assert_eq!(labels[6], labels[7]);
+        assert_eq!(labels[6], labels[8]);
+        assert_eq!(labels.iter().max(), Some(&2));
     }
 
     #[test]
