@@ -18,6 +18,7 @@ mod auth;
 mod billing;
 mod cancel;
 mod cluster;
+mod database;
 mod downloads;
 mod durability;
 mod errors;

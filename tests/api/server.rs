@@ -54,7 +54,7 @@ pub fn free_port() -> u16 {
 
 /// The `--database-url` that `WHOSPOKE_TEST_DATABASE` asks for: none (SQLite in the data
 /// directory, the default) or a fresh PostgreSQL database.
-fn test_database() -> Option<String> {
+pub fn test_database() -> Option<String> {
     match std::env::var("WHOSPOKE_TEST_DATABASE").as_deref() {
         Err(_) | Ok("sqlite") => None,
         Ok("postgres") => Some(postgres::database_url()),
