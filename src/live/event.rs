@@ -18,6 +18,8 @@ pub enum Event {
     Usage { audio_seconds: f64, credits: i64 },
     /// The analysis buffer is full: the server reads no more audio until it drains.
     Behind,
+    /// The server is shutting down; the client should end the stream now.
+    ShuttingDown,
     /// The session became a COMPLETED job.
     Completed(Box<Completed>),
 }

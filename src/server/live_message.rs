@@ -52,6 +52,11 @@ pub fn live_message(event: &Event) -> ServerMessage {
                 "Audio arrives faster than it is analysed; reading pauses until the buffer drains"
                     .to_owned(),
         },
+        Event::ShuttingDown => ServerMessage::Warning {
+            code: WarningCode::ShuttingDown,
+            message: "The server is shutting down: send end now; audio sent until then is kept"
+                .to_owned(),
+        },
         Event::Completed(done) => ServerMessage::Completed(completed(done)),
     }
 }

@@ -199,14 +199,14 @@ impl Client {
 
     /// Sends the packets as 20 ms RTP samples, `SPEED_UP` times faster than real time.
     pub async fn send(&self, packets: &[Vec<u8>]) {
-        self.send_losing(packets, None).await;
+        self.send_losing(packets, None, SPEED_UP).await;
     }
 
-    /// [`Self::send`], losing every `lose_every`-th packet on the way: its sequence number
-    /// and timestamp are skipped, as when the network drops it.
-    async fn send_losing(&self, packets: &[Vec<u8>], lose_every: Option<usize>) {
+    /// [`Self::send`] at `speed_up` times real time, losing every `lose_every`-th packet on
+    /// the way: its sequence number and timestamp are skipped, as when the network drops it.
+    async fn send_losing(&self, packets: &[Vec<u8>], lose_every: Option<usize>, speed_up: u32) {
         let track = self.track.as_ref().expect("an audio client");
-        let mut tick = tokio::time::interval(PACKET / SPEED_UP);
+        let mut tick = tokio::time::interval(PACKET / speed_up);
         let mut dropped = 0;
         for (i, packet) in packets.iter().enumerate() {
             tick.tick().await;
@@ -771,7 +771,7 @@ async fn lost_packets_are_concealed_and_a_peer_that_goes_away_is_finalized() {
     let packets = clip.opus_packets();
     // One packet in 5 is lost; libopus conceals each, so the timeline keeps its length
     // (without concealment the job would be 1 s short).
-    client.send_losing(&packets, Some(5)).await;
+    client.send_losing(&packets, Some(5), SPEED_UP).await;
     // No DELETE: the peer closes (a tab closed, a bot crashed).
     client.peer.close().await.expect("close the client peer");
 
@@ -792,4 +792,35 @@ async fn lost_packets_are_concealed_and_a_peer_that_goes_away_is_finalized() {
         .await
         .expect("DELETE after the end");
     assert_eq!(gone.status(), 404, "the session is over");
+}
+
+#[tokio::test]
+async fn a_delete_right_after_the_last_packet_keeps_the_audio_still_queued() {
+    // Far faster than the analysis, with a 1 s analysis buffer: when the DELETE arrives,
+    // seconds of audio are still queued on the server, and the job must hold them all.
+    const BURST: u32 = 50;
+    let server = Server::start(&["--live-buffer-seconds", "1"]);
+    let user = server.create_user(PLENTY);
+    let mut client = Client::new(true).await;
+    let (status, headers, answer) =
+        post_offer(&server, Some(&user.key), "application/sdp", &client.offer).await;
+    assert_eq!(status, 201, "{answer}");
+    client.answer(answer).await;
+    // 12 s: what the server's queue and the WebRTC stack's hold (beyond that UDP drops).
+    let packets = sample().pcm.slice(0.0, 12.0).opus_packets();
+    client.send_losing(&packets, None, BURST).await;
+
+    let response = reqwest::Client::new()
+        .delete(server.url(header(&headers, "location")))
+        .bearer_auth(&user.key)
+        .send()
+        .await;
+    let completed = expect_json(response, 200, "DELETE the WHIP session").await;
+    let duration = completed["duration_seconds"].as_f64().expect("a duration");
+    let sent = packets.len() as f64 * PACKET.as_secs_f64();
+    assert!(
+        (duration - sent).abs() < 0.5,
+        "the job holds every packet sent before the DELETE: {duration} s vs {sent} s"
+    );
+    let _ = client.peer.close().await;
 }

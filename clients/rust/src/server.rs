@@ -58,6 +58,9 @@ pub enum WarningCode {
     /// Audio arrives faster than it is analysed: the server reads no more
     /// until its buffer drains (backpressure).
     Behind,
+    /// The server is shutting down: send `end` now. Audio that arrives in the next few
+    /// seconds is still part of the job; then the stream ends with `server_shutdown`.
+    ShuttingDown,
     /// A watcher reads too slowly and missed events.
     Lagged,
     /// A code newer than this crate.

@@ -217,15 +217,29 @@ async fn stream(
             next = socket.next() => match next {
                 Some(Ok(Message::Text(text))) => {
                     let had_completed = record.completed_seconds.is_some();
-                    if heard(&text, record) {
-                        if let (Some(at), false, true) =
-                            (end_sent_at, had_completed, record.completed_seconds.is_some())
-                        {
-                            record.completion_lag_seconds = Some(at.elapsed().as_secs_f64());
+                    match heard(&text, record) {
+                        Heard::Ended => {
+                            if let (Some(at), false, true) =
+                                (end_sent_at, had_completed, record.completed_seconds.is_some())
+                            {
+                                record.completion_lag_seconds = Some(at.elapsed().as_secs_f64());
+                            }
+                            // Server-side end: it sends nothing more we need.
+                            next_due = None;
+                            finish_by
+                                .get_or_insert(Instant::now() + soak.settings.completion_timeout);
                         }
-                        // Server-side end: it sends nothing more we need.
-                        next_due = None;
-                        finish_by.get_or_insert(Instant::now() + soak.settings.completion_timeout);
+                        // As a well-behaved client does: end now, so no audio is in flight.
+                        Heard::ShuttingDown if next_due.is_some() => {
+                            if socket.send(end_message()).await.is_ok() {
+                                record.ending = "end (server shutting down)".to_owned();
+                                end_sent_at = Some(Instant::now());
+                            }
+                            next_due = None;
+                            finish_by
+                                .get_or_insert(Instant::now() + soak.settings.completion_timeout);
+                        }
+                        Heard::ShuttingDown | Heard::Nothing => {}
                     }
                 }
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
@@ -358,24 +372,37 @@ async fn shut(socket: &mut Socket) {
 }
 
 /// Records a server message; true when it ends the session (`error` or `completed`).
-fn heard(text: &str, record: &mut SessionRecord) -> bool {
+/// What a server message means for the stream.
+enum Heard {
+    Nothing,
+    /// The server ended the stream (an error or `completed`).
+    Ended,
+    /// The server asks the client to end.
+    ShuttingDown,
+}
+
+fn heard(text: &str, record: &mut SessionRecord) -> Heard {
     match serde_json::from_str(text) {
         Ok(ServerMessage::Error { code, .. }) => {
             if record.ending.is_empty() {
                 record.ending = format!("server:{code}");
             }
             record.server_errors.push(code);
-            true
+            Heard::Ended
         }
         Ok(ServerMessage::Completed(done)) => {
             record.completed_seconds = Some(done.duration_seconds);
-            true
+            Heard::Ended
         }
+        Ok(ServerMessage::Warning {
+            code: WarningCode::ShuttingDown,
+            ..
+        }) => Heard::ShuttingDown,
         Ok(ServerMessage::Warning { code, .. }) => {
             record.behind |= code == WarningCode::Behind;
-            false
+            Heard::Nothing
         }
-        _ => false,
+        _ => Heard::Nothing,
     }
 }
 

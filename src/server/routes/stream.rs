@@ -31,7 +31,7 @@ use tokio::time::{Instant, sleep_until};
 use utoipa::ToSchema;
 use whospoke_protocol::{ClientMessage, MAX_TEXT_BYTES, ParseError, close};
 
-use crate::live::{LiveError, Session, SpecError, StreamSpec};
+use crate::live::{Event, LiveError, Session, SpecError, StreamSpec};
 use crate::server::AppState;
 use crate::server::auth::{Caller, QueryCredentials, live_caller};
 use crate::server::error::{ApiError, ErrorBody};
@@ -45,6 +45,9 @@ const CLOSE_HANDSHAKE: Duration = Duration::from_secs(5);
 
 /// The route template, as rate-limit buckets name it.
 const ROUTE: &str = "GET /api/v1/speaker/stream";
+/// How long a stream is still read after the client was told the server shuts down: time
+/// for it to send `end`, so the audio already on its way is not lost.
+const SHUTDOWN_READ_THROUGH: Duration = Duration::from_secs(3);
 
 /// A single-use token that opens one stream (`?token=`).
 #[derive(Debug, Serialize, ToSchema)]
@@ -165,7 +168,7 @@ async fn converse(
     };
     let job = session.job_id();
     let _ = out.send(Outgoing::Event(session.ready())).await;
-    let (ending, session) = stream(state, incoming, session).await;
+    let (ending, session) = stream(state, incoming, &out, session).await;
     let reason = match &ending {
         Ending::End => "completed",
         Ending::Disconnected => "disconnected",
@@ -180,9 +183,7 @@ async fn converse(
     match session.end().await {
         Ok(completed) => {
             let _ = out
-                .send(Outgoing::from(crate::live::Event::Completed(Box::new(
-                    completed,
-                ))))
+                .send(Outgoing::from(Event::Completed(Box::new(completed))))
                 .await;
         }
         Err(e) => {
@@ -291,12 +292,15 @@ async fn open(
 async fn stream(
     state: &AppState,
     incoming: &mut SplitStream<WebSocket>,
+    out: &mpsc::Sender<Outgoing>,
     mut session: Session<Outgoing>,
 ) -> (Ending, Session<Outgoing>) {
     let config = state.live.config();
     let shutdown = state.live.shutdown();
     let deadline = Instant::now() + config.max_session;
     let mut idle_deadline = Instant::now() + config.idle_timeout;
+    // Set once the client was told the server shuts down.
+    let mut read_through: Option<Instant> = None;
     let ending = loop {
         let message = tokio::select! {
             message = incoming.next() => message,
@@ -306,7 +310,14 @@ async fn stream(
                 format!("Sessions last at most {} s", config.max_session.as_secs()),
                 close::TIMEOUT,
             )),
-            () = shutdown.cancelled() => break Ending::Failure(shutdown_failure()),
+            () = shutdown.cancelled(), if read_through.is_none() => {
+                let _ = out.send(Outgoing::Event(Event::ShuttingDown)).await;
+                read_through = Some(Instant::now() + SHUTDOWN_READ_THROUGH);
+                continue;
+            }
+            () = sleep_until(read_through.unwrap_or(deadline)), if read_through.is_some() => {
+                break Ending::Failure(shutdown_failure());
+            }
         };
         let message = match message {
             Some(Ok(message)) => message,

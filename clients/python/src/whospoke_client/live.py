@@ -77,11 +77,14 @@ def stream_audio(audio: Audio, *, base_url: str, api_key: str, pace: float = 0, 
             sender.start()
             while True:
                 event = _receive(ws, sender)
+                if event["type"] == "warning" and event.get("code") == "shutting_down":
+                    sender.ending.set()  # end now: audio sent until then is kept
                 yield event
                 if event["type"] == "completed":
                     return
         finally:
             sender.stopping.set()
+            sender.ending.set()
             ws.close()
             if sender.is_alive():
                 sender.join()
@@ -141,7 +144,8 @@ class _Sender(threading.Thread):
         self.ws = ws
         self.audio = audio
         self.pace = pace
-        self.stopping = threading.Event()
+        self.stopping = threading.Event()  # the caller left: send nothing more
+        self.ending = threading.Event()  # the server shuts down (or the caller left): send `end` now
         self.error: BaseException | None = None
 
     def run(self) -> None:
@@ -159,10 +163,10 @@ class _Sender(threading.Thread):
         for chunk in self.audio.chunks:
             if self.pace > 0:
                 due = began + sent_bytes / self.audio.bytes_per_second / self.pace
-                if self.stopping.wait(max(0.0, due - time.monotonic())):
-                    return
-            elif self.stopping.is_set():
-                return
+                self.ending.wait(max(0.0, due - time.monotonic()))
+            if self.ending.is_set():
+                break
             self.ws.send(chunk)
             sent_bytes += len(chunk)
-        self.ws.send(json.dumps({"type": "end"}))
+        if not self.stopping.is_set():
+            self.ws.send(json.dumps({"type": "end"}))

@@ -12,9 +12,10 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::{Instant, sleep_until};
+use tokio::time::{Instant, sleep_until, timeout};
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{PeerConnection, RTCPeerConnectionState};
@@ -24,8 +25,12 @@ use super::signals::Signals;
 use crate::live::{Completed, LiveError, Session};
 use crate::server::AppState;
 
-/// RTP packets waiting for the session; the reader waits beyond this.
-const PACKET_QUEUE: usize = 256;
+/// RTP packets waiting for the session (10 s of 20 ms packets); the reader waits beyond
+/// this, and the WebRTC stack drops what its own queue cannot hold.
+const PACKET_QUEUE: usize = 500;
+/// After a DELETE, the queue is drained until no packet came for this long: the audio the
+/// client sent before it asked to end is still on its way or queued behind a busy analysis.
+const DRAIN_QUIET: Duration = Duration::from_millis(200);
 /// Events kept for a data channel that is not open yet.
 const PENDING_EVENTS: usize = 4096;
 /// The data channel events are sent on.
@@ -127,6 +132,21 @@ impl Ingest {
         };
         // From here on the session cannot be reached: a late DELETE finds nothing.
         state.whip.sessions.remove(&session_id);
+        let quiet = match &ending {
+            Ending::Deleted(_) => Some(DRAIN_QUIET),
+            Ending::PeerGone
+            | Ending::Failure {
+                code: "server_shutdown",
+                ..
+            } => Some(Duration::ZERO),
+            Ending::Failure { .. } => None,
+        };
+        if let Some(quiet) = quiet {
+            // The session still ends as asked; audio it cannot take (no credits left) is lost.
+            if let Err(e) = drain(&mut session, &mut order, &mut packets, quiet).await {
+                tracing::warn!(job, error = %e, "audio queued at the end was refused");
+            }
+        }
         let reason = match &ending {
             Ending::Deleted(_) => "completed",
             Ending::PeerGone => "disconnected",
@@ -158,6 +178,29 @@ impl Ingest {
             let _ = request.send(completed);
         }
     }
+}
+
+/// Takes the audio the peer sent before the session ended: the packets queued, and those
+/// arriving until the queue has been empty for `quiet`. Bounded by what the queue and the
+/// WebRTC stack hold, so a peer that keeps sending cannot hold the session open.
+async fn drain(
+    session: &mut Session<Outgoing>,
+    order: &mut RtpOrder,
+    packets: &mut mpsc::Receiver<rtc::rtp::Packet>,
+    quiet: Duration,
+) -> Result<(), LiveError> {
+    for _ in 0..2 * PACKET_QUEUE {
+        let packet = match packets.try_recv() {
+            Ok(packet) => packet,
+            Err(_) if quiet.is_zero() => break,
+            Err(_) => match timeout(quiet, packets.recv()).await {
+                Ok(Some(packet)) => packet,
+                Ok(None) | Err(_) => break,
+            },
+        };
+        accept(session, order, &packet).await?;
+    }
+    Ok(())
 }
 
 /// Pushes one RTP packet's audio, concealing what was lost before it.
