@@ -7,8 +7,8 @@
 use std::path::Path;
 use std::time::Instant;
 
-use whospoke::audio::{ANALYSIS_SAMPLE_RATE, read_analysis_audio};
-use whospoke::engine::{Engine, EngineConfig, OnlineParams};
+use whospoke::audio::read_analysis_audio;
+use whospoke::engine::{ANALYSIS_SAMPLE_RATE, Engine, EngineConfig, OnlineParams};
 use whospoke::runtime;
 
 fn main() {

@@ -16,7 +16,7 @@ mod opus;
 use std::path::Path;
 
 pub use decode::{AudioInfo, AudioReader, DecodeError, DecodeLimits, LimitExceeded, SampleFormat};
-pub use resample::{ANALYSIS_SAMPLE_RATE, AnalysisResampler};
+pub use resample::AnalysisResampler;
 
 /// Decodes a whole file to 16 kHz mono (convenience for tests and short files).
 pub fn read_analysis_audio(path: &Path) -> Result<(AudioInfo, Vec<f32>), DecodeError> {

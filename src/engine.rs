@@ -38,6 +38,10 @@ use embedding::Embedder;
 use pool::Pool;
 use segmentation::Segmenter;
 
+/// Sample rate of the audio the models take, in Hz: callers resample to it
+/// ([`AnalysisResampler`](crate::audio::AnalysisResampler)).
+pub const ANALYSIS_SAMPLE_RATE: u32 = 16_000;
+
 /// How many speakers to find.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpeakerCount {

@@ -7,9 +7,11 @@
 use std::path::Path;
 use std::sync::LazyLock;
 
-use whospoke::audio::{ANALYSIS_SAMPLE_RATE, read_analysis_audio};
+use whospoke::audio::read_analysis_audio;
 use whospoke::engine::segmentation::{self, POWERSET_CLASSES, Segmenter, frames_for};
-use whospoke::engine::{Engine, EngineConfig, ModelError, SpeakerCount, SpeakerCountError};
+use whospoke::engine::{
+    ANALYSIS_SAMPLE_RATE, Engine, EngineConfig, ModelError, SpeakerCount, SpeakerCountError,
+};
 use whospoke::output::rttm::parse_rttm;
 use whospoke::runtime::model_path;
 use whospoke::{Diarization, SpeakerId};

@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::LazyLock;
 
-use whospoke::audio::{ANALYSIS_SAMPLE_RATE, read_analysis_audio};
+use whospoke::audio::read_analysis_audio;
 use whospoke::engine::segmentation::FRAME_STEP_SAMPLES;
-use whospoke::engine::{Engine, EngineConfig, LiveEvent, OnlineParams};
+use whospoke::engine::{ANALYSIS_SAMPLE_RATE, Engine, EngineConfig, LiveEvent, OnlineParams};
 use whospoke::output::rttm::parse_rttm;
 use whospoke::{Diarization, SpeakerId, Turn};
 

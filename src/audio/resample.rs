@@ -5,9 +5,7 @@ use rubato::{Fft, FixedSync, Indexing, Resampler};
 use tracing::error;
 
 use super::decode::{DecodeError, LimitExceeded};
-
-/// Sample rate of the audio the analysis models take, in Hz.
-pub const ANALYSIS_SAMPLE_RATE: u32 = 16_000;
+use crate::engine::ANALYSIS_SAMPLE_RATE;
 
 /// Input frames per FFT chunk, a hint: rubato rounds it to whole blocks of the rate pair
 /// (fixed on both sides, so every chunk yields output).

@@ -13,7 +13,7 @@ use pathfinding::kuhn_munkres::kuhn_munkres;
 use pathfinding::matrix::Matrix;
 
 use super::SpeakerCount;
-use super::embedding::{EMBEDDING_DIM, Embedding};
+use super::embedding::{EMBEDDING_DIM, Embedding, distance, normalised};
 
 /// A local speaker to cluster.
 #[derive(Debug, Clone)]
@@ -73,11 +73,11 @@ fn centroids(points: &[Embedding], count: SpeakerCount, params: ClusterParams) -
     let large_centroids: Vec<Embedding> = clusters
         .iter()
         .filter(|c| c.size >= params.min_cluster_size)
-        .map(|c| normalised(c.sum))
+        .map(Cluster::centre)
         .collect();
     let is_speaker = |c: &Cluster| {
         c.size >= params.min_cluster_size || {
-            let me = normalised(c.sum);
+            let me = c.centre();
             large_centroids
                 .iter()
                 .all(|o| distance(&me, o) > params.distinct_distance)
@@ -107,12 +107,19 @@ fn centroids(points: &[Embedding], count: SpeakerCount, params: ClusterParams) -
             largest(clusters_after(&merges, points, step), k)
         }
     };
-    chosen.into_iter().map(|c| normalised(c.sum)).collect()
+    chosen.iter().map(Cluster::centre).collect()
 }
 
 struct Cluster {
     sum: Embedding,
     size: usize,
+}
+
+impl Cluster {
+    /// The sum at unit length (a zero or non-finite sum stays as it is).
+    fn centre(&self) -> Embedding {
+        normalised(self.sum).unwrap_or(self.sum)
+    }
 }
 
 fn clusters_after(merges: &[ahc::Merge], points: &[Embedding], steps: usize) -> Vec<Cluster> {
@@ -133,7 +140,7 @@ fn clusters_after(merges: &[ahc::Merge], points: &[Embedding], steps: usize) -> 
 
 /// Lone clusters joined by centroid linkage up to `threshold`.
 fn merge_lone(lone: Vec<Cluster>, threshold: f32) -> Vec<Cluster> {
-    let centres: Vec<Embedding> = lone.iter().map(|c| normalised(c.sum)).collect();
+    let centres: Vec<Embedding> = lone.iter().map(Cluster::centre).collect();
     let merges = ahc::dendrogram(&centres);
     let steps = merges
         .iter()
@@ -173,22 +180,6 @@ fn last_step_with(merges: &[ahc::Merge], n: usize, k: usize, min_size: usize) ->
         }
     }
     best
-}
-
-fn normalised(mut v: Embedding) -> Embedding {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if norm > 0.0 {
-        v.iter_mut().for_each(|x| *x /= norm);
-    }
-    v
-}
-
-fn distance(a: &Embedding, b: &Embedding) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y) * (x - y))
-        .sum::<f32>()
-        .sqrt()
 }
 
 fn cosine(a: &Embedding, b: &Embedding) -> f32 {
@@ -244,7 +235,7 @@ mod tests {
         e[axis + 1] = wobble;
         LocalSpeaker {
             group,
-            embedding: normalised(e),
+            embedding: normalised(e).expect("a non-zero vector"),
             reliable: true,
         }
     }
@@ -307,7 +298,7 @@ mod tests {
         for i in 0..3 {
             let mut s = speaker(6 + i, 40, 0.0);
             s.embedding[41 + i] = 0.825;
-            s.embedding = normalised(s.embedding);
+            s.embedding = normalised(s.embedding).expect("a non-zero vector");
             speakers.push(s);
         }
         let labels = assign(&speakers, SpeakerCount::default(), params);

@@ -18,6 +18,25 @@ pub const MIN_FRAMES: usize = 3;
 /// A speaker embedding, not normalised.
 pub type Embedding = [f32; EMBEDDING_DIM];
 
+/// `e` scaled to unit length (L2); `None` when its length is zero or not finite.
+pub fn normalised(mut e: Embedding) -> Option<Embedding> {
+    let norm = e.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if !norm.is_finite() || norm == 0.0 {
+        return None;
+    }
+    e.iter_mut().for_each(|x| *x /= norm);
+    Some(e)
+}
+
+/// Euclidean distance; between unit vectors, `sqrt(2 - 2 cos)`.
+pub fn distance(a: &Embedding, b: &Embedding) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum::<f32>()
+        .sqrt()
+}
+
 pub struct Embedder {
     session: Session,
 }
@@ -68,5 +87,33 @@ impl Embedder {
                 e
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vector(values: &[(usize, f32)]) -> Embedding {
+        let mut e = [0.0; EMBEDDING_DIM];
+        values.iter().for_each(|&(i, x)| e[i] = x);
+        e
+    }
+
+    #[test]
+    fn normalised_has_unit_length_and_refuses_zero_or_non_finite() {
+        let unit = normalised(vector(&[(0, 3.0), (7, 4.0)])).expect("a non-zero vector");
+        assert_eq!(unit, vector(&[(0, 0.6), (7, 0.8)]));
+        assert_eq!(normalised([0.0; EMBEDDING_DIM]), None);
+        assert_eq!(normalised(vector(&[(1, f32::NAN)])), None);
+        assert_eq!(normalised(vector(&[(1, f32::INFINITY)])), None);
+    }
+
+    #[test]
+    fn distance_is_euclidean() {
+        let (a, b) = (vector(&[(0, 1.0)]), vector(&[(1, 1.0)]));
+        assert_eq!(distance(&a, &a), 0.0);
+        assert_eq!(distance(&a, &b), 2.0f32.sqrt());
+        assert_eq!(distance(&vector(&[(2, 3.0)]), &vector(&[(5, 4.0)])), 5.0);
     }
 }

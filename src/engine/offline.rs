@@ -12,14 +12,13 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::cluster::{self, LocalSpeaker};
-use super::embedding::{self, Embedding, MIN_FRAMES};
+use super::embedding::{self, Embedding, MIN_FRAMES, normalised};
 use super::fbank::{self, Fbank};
 use super::model::ModelError;
 use super::powerset::{self, LOCAL_SPEAKERS, LocalActivity, LocalSpeaking};
 use super::reconstruct::{self, FRAME_OFFSET_SAMPLES, PlacedWindow};
 use super::segmentation::{FRAME_STEP_SAMPLES, MIN_WINDOW_SAMPLES, MODEL_FILE};
-use super::{Engine, SpeakerCount};
-use crate::audio::ANALYSIS_SAMPLE_RATE;
+use super::{ANALYSIS_SAMPLE_RATE, Engine, SpeakerCount};
 use crate::diarization::Diarization;
 
 /// Windows segmented per batch; enough to keep both workers busy.
@@ -433,13 +432,4 @@ pub(super) fn embedding_audio(
     }
     let enough = fbank::num_frames(samples.len()) >= MIN_FRAMES;
     enough.then_some((samples, clean_seconds >= params.min_reliable_seconds))
-}
-
-pub(super) fn normalised(mut e: Embedding) -> Option<Embedding> {
-    let norm = e.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if !norm.is_finite() || norm == 0.0 {
-        return None;
-    }
-    e.iter_mut().for_each(|x| *x /= norm);
-    Some(e)
 }

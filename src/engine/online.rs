@@ -21,14 +21,13 @@ use std::collections::VecDeque;
 use pathfinding::kuhn_munkres::kuhn_munkres;
 use pathfinding::matrix::Matrix;
 
-use super::Engine;
-use super::embedding::{self, Embedding};
+use super::embedding::{self, Embedding, normalised};
 use super::fbank::Fbank;
-use super::offline::{RunError, embedding_audio, normalised};
+use super::offline::{RunError, embedding_audio};
 use super::powerset::{self, LOCAL_SPEAKERS, LocalActivity};
 use super::reconstruct::FRAME_OFFSET_SAMPLES;
 use super::segmentation::{FRAME_STEP_SAMPLES, LIVE_MODEL_FILE};
-use crate::audio::ANALYSIS_SAMPLE_RATE;
+use super::{ANALYSIS_SAMPLE_RATE, Engine};
 use crate::diarization::{Diarization, SpeakerId, Turn};
 use speakers::{Candidate, Speakers};
 use timeline::Timeline;

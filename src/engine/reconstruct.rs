@@ -8,9 +8,9 @@
 //! overlapped voice the model is unsure of still counts for what it is worth.
 //! Short gaps are then filled and short turns dropped. Two speakers can be active at once.
 
+use super::ANALYSIS_SAMPLE_RATE;
 use super::powerset::{LOCAL_SPEAKERS, LocalSpeaking};
 use super::segmentation::FRAME_STEP_SAMPLES;
-use crate::audio::ANALYSIS_SAMPLE_RATE;
 use crate::diarization::{Diarization, SpeakerId, Turn};
 
 /// One analysed window, placed on the global frame grid.

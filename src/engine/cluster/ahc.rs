@@ -116,14 +116,13 @@ pub fn labels_after(merges: &[Merge], num_points: usize, steps: usize) -> Vec<us
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::embedding::normalised;
 
     fn unit(axis: usize, wobble: f32) -> [f32; EMBEDDING_DIM] {
         let mut v = [0.0; EMBEDDING_DIM];
         v[axis] = 1.0;
         v[(axis + 1) % EMBEDDING_DIM] = wobble;
-        let norm = (1.0 + wobble * wobble).sqrt();
-        v.iter_mut().for_each(|x| *x /= norm);
-        v
+        normalised(v).expect("a non-zero vector")
     }
 
     #[test]

@@ -7,8 +7,7 @@
 use pathfinding::kuhn_munkres::kuhn_munkres;
 use pathfinding::matrix::Matrix;
 
-use crate::engine::embedding::{EMBEDDING_DIM, Embedding};
-use crate::engine::offline::normalised;
+use crate::engine::embedding::{EMBEDDING_DIM, Embedding, distance, normalised};
 
 pub(super) struct Candidate {
     pub embedding: Embedding,
@@ -231,12 +230,4 @@ const MIN_TALK_SECONDS: f64 = 3.0;
 
 fn unit(v: &Embedding) -> Embedding {
     normalised(*v).unwrap_or([0.0; EMBEDDING_DIM])
-}
-
-pub(super) fn distance(a: &Embedding, b: &Embedding) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y) * (x - y))
-        .sum::<f32>()
-        .sqrt()
 }

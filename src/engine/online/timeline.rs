@@ -8,8 +8,8 @@
 use std::collections::VecDeque;
 
 use super::LiveEvent;
-use crate::audio::ANALYSIS_SAMPLE_RATE;
 use crate::diarization::{SpeakerId, Turn};
+use crate::engine::ANALYSIS_SAMPLE_RATE;
 use crate::engine::powerset::{self, LOCAL_SPEAKERS, LocalActivity};
 use crate::engine::reconstruct::{FRAME_OFFSET_SAMPLES, TurnParams, hamming};
 use crate::engine::segmentation::FRAME_STEP_SAMPLES;
