@@ -42,6 +42,8 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use crate::db::{DbError, JobType, NewJob, SessionRoute, credits_for};
 use crate::engine::{Engine, OnlineParams, SpeakerCount};
@@ -117,6 +119,8 @@ pub struct Live {
     slots: Arc<Semaphore>,
     watchers: Arc<Watchers>,
     shutdown: CancellationToken,
+    /// Connections whose client has not heard the end yet; shutdown waits for them too.
+    farewells: TaskTracker,
 }
 
 impl Live {
@@ -131,6 +135,7 @@ impl Live {
             engine,
             slots: Arc::new(Semaphore::new(config.max_sessions)),
             watchers: Arc::default(),
+            farewells: TaskTracker::new(),
             config,
             shutdown,
         })
@@ -169,10 +174,18 @@ impl Live {
             .map(|permit| Slot { _permit: permit })
     }
 
-    /// Waits until every session and recovery has been finalized.
+    /// Held by a transport until its client has heard how the session ended: a session
+    /// gives its slot back when it is finalized, before its last message is sent.
+    pub fn farewell(&self) -> TaskTrackerToken {
+        self.farewells.token()
+    }
+
+    /// Waits until every session and recovery has been finalized and every client told.
     pub async fn wait_idle(&self) {
         let all = u32::try_from(self.config.max_sessions).unwrap_or(u32::MAX);
         let _ = self.slots.acquire_many(all).await;
+        self.farewells.close();
+        self.farewells.wait().await;
     }
 
     /// Starts a session for `user_id`: a PROCESSING stream job holding the

@@ -109,6 +109,7 @@ pub async fn connect(
 }
 
 async fn run(socket: WebSocket, state: AppState, headers: HeaderMap, query: QueryCredentials) {
+    let _farewell = state.live.farewell();
     let (sink, mut incoming) = socket.split();
     let (out, outgoing) = mpsc::channel(OUTGOING_CAPACITY);
     let writer = tokio::spawn(write(sink, outgoing));

@@ -13,6 +13,7 @@ mod formats;
 mod harness;
 mod limits;
 mod sessions;
+mod shutdown;
 
 pub use checks::job_id_of;
 pub use harness::{Auth, Pcm, Reference, WsSession, sample, start_message, whole_stream};

@@ -71,6 +71,7 @@ impl Ingest {
             out,
             mut ends,
         } = self;
+        let _farewell = state.live.farewell();
         let session_id = session.session_id().to_owned();
         let job = session.job_id();
         let forwarder = tokio::spawn(forward(events, signals.channels));
