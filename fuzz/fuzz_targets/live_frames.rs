@@ -9,20 +9,21 @@
 
 use libfuzzer_sys::fuzz_target;
 use whospoke::audio::AnalysisResampler;
-use whospoke::live::{InputDecoder, StartFields, StreamSpec};
+use whospoke::live::{InputDecoder, StreamSpec};
+use whospoke_protocol::{Encoding, Start};
 
-const ENCODINGS: [&str; 3] = ["pcm_s16le", "pcm_f32le", "opus"];
+const ENCODINGS: [Encoding; 3] = [Encoding::PcmS16le, Encoding::PcmF32le, Encoding::Opus];
 
 fuzz_target!(|data: &[u8]| {
     let Some((&[encoding, channels, rate_lo, rate_hi], mut rest)) = data.split_first_chunk::<4>()
     else {
         return;
     };
-    let fields = StartFields {
-        encoding: Some(ENCODINGS[usize::from(encoding) % ENCODINGS.len()].to_owned()),
+    let fields = Start {
+        encoding: Some(ENCODINGS[usize::from(encoding) % ENCODINGS.len()].clone()),
         channels: Some(i64::from(channels % 3)),
         sample_rate: Some(i64::from(u16::from_le_bytes([rate_lo, rate_hi]))),
-        ..StartFields::default()
+        ..Start::default()
     };
     let Ok(spec) = StreamSpec::try_from(fields) else {
         return;

@@ -454,13 +454,13 @@ async fn every_response_of_a_real_run_validates_against_the_document() {
     let stream = "/api/v1/speaker/stream";
     run.record("GET", stream, server.get(stream).send().await)
         .await;
-    let events = "/api/v1/speaker/stream/{session_id}/events";
+    let events_path = "/api/v1/speaker/stream/{session_id}/events";
     let no_session = "/api/v1/speaker/stream/nope/events";
-    run.record("GET", events, server.get(no_session).send().await)
+    run.record("GET", events_path, server.get(no_session).send().await)
         .await;
     run.record(
         "GET",
-        events,
+        events_path,
         server.get(no_session).with_key(&user).send().await,
     )
     .await;
@@ -491,6 +491,14 @@ async fn every_response_of_a_real_run_validates_against_the_document() {
             .send()
             .await;
         run.record("GET", "/api/v1/credits", response).await;
+        let events = limited.get(no_session).with_key(&limited_user);
+        run.record("GET", events_path, events.send().await).await;
+        let offer = limited
+            .post(whip)
+            .with_key(&limited_user)
+            .header("content-type", "application/sdp");
+        run.record("POST", whip, offer.body("v=0").send().await)
+            .await;
     }
 
     for (method, path, status) in [
@@ -508,6 +516,8 @@ async fn every_response_of_a_real_run_validates_against_the_document() {
         ("GET", FILE, 416),
         ("GET", "/healthz", 414),
         ("GET", "/api/v1/credits", 429),
+        ("GET", events_path, 429),
+        ("POST", whip, 429),
         ("GET", "/api/v1/credits", 431),
         ("DELETE", JOB, 204),
         ("DELETE", JOB, 404),

@@ -51,16 +51,13 @@ pub async fn watch(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let caller = live_caller(&state, &headers, &query).await?;
-    state
+    if let Err(limited) = state
         .limits
         .check(&format!("{} {ROUTE}", caller.identity))
         .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Rate limit exceeded. Try again later.",
-            )
-        })?;
+    {
+        return Ok(limited.into_response());
+    }
     let (ready, events) = state
         .live
         .watchers()

@@ -27,7 +27,7 @@ use whospoke_protocol::{Encoding, ServerMessage, Start};
 
 use crate::live::{Event, LiveError, StreamSpec};
 use crate::server::AppState;
-use crate::server::auth::{Caller, QueryCredentials, bearer, live_caller};
+use crate::server::auth::{QueryCredentials, bearer, live_caller};
 use crate::server::error::{ApiError, ErrorBody};
 use crate::server::live_message::live_message;
 use crate::server::webrtc::{PeerError, Peers};
@@ -141,7 +141,14 @@ pub async fn offer(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let caller = live_caller(&state, &headers, &QueryCredentials::default()).await?;
-    rate_limit(&state, &caller).await?;
+    if let Err(limited) = state
+        .limits
+        .check(&format!("{} {ROUTE}", caller.identity))
+        .await
+    {
+        refused("rate_limited");
+        return Ok(limited.into_response());
+    }
     require_content_type(&headers, SDP)?;
     let sdp = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::bad_request("Invalid SDP offer: not UTF-8"))?;
@@ -379,21 +386,6 @@ fn gone() -> ApiError {
         StatusCode::NOT_FOUND,
         "Session not found, already ended, or access denied",
     )
-}
-
-async fn rate_limit(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
-    state
-        .limits
-        .check(&format!("{} {ROUTE}", caller.identity))
-        .await
-        .map(|_| ())
-        .map_err(|_| {
-            refused("rate_limited");
-            ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Rate limit exceeded. Try again later.",
-            )
-        })
 }
 
 fn require_content_type(headers: &HeaderMap, expected: &str) -> Result<(), ApiError> {
