@@ -2,7 +2,7 @@
 //!
 //! Agglomerative clustering runs on the embeddings of local speakers with
 //! enough clean speech. Small clusters close to a large one are dropped, the
-//! rest become centroids, and every local speaker is then assigned to a
+//! rest become centroids, refined by k-means steps, and every local speaker is then assigned to a
 //! centroid group by group, with cannot-link between the local speakers of
 //! one group: the local speakers of a window heard together (two voices heard
 //! at once are two people; two heard one after the other may be one).
@@ -55,7 +55,7 @@ pub fn assign(speakers: &[LocalSpeaker], count: SpeakerCount, params: ClusterPar
         return Vec::new();
     }
     let points: Vec<Embedding> = training.iter().map(|s| s.embedding).collect();
-    let centroids = centroids(&points, count, params);
+    let centroids = refined(&points, centroids(&points, count, params));
     assign_to_centroids(speakers, &centroids)
 }
 
@@ -182,6 +182,36 @@ fn last_step_with(merges: &[ahc::Merge], n: usize, k: usize, min_size: usize) ->
     best
 }
 
+/// At most this many k-means steps after the clustering.
+const REFINE_STEPS: usize = 10;
+
+/// K-means steps from the clustering's centroids until no centroid moves: a
+/// centroid then sums the points nearest it rather than those merged into it,
+/// which early merges and the dropped or folded small clusters skew. A
+/// centroid no point is nearest keeps its place, so the count stays.
+fn refined(points: &[Embedding], mut centroids: Vec<Embedding>) -> Vec<Embedding> {
+    for _ in 0..REFINE_STEPS {
+        let mut sums = vec![[0.0; EMBEDDING_DIM]; centroids.len()];
+        for p in points {
+            let nearest = (0..centroids.len())
+                .max_by(|&a, &b| cosine(p, &centroids[a]).total_cmp(&cosine(p, &centroids[b])));
+            if let Some(k) = nearest {
+                sums[k].iter_mut().zip(p).for_each(|(s, x)| *s += x);
+            }
+        }
+        let next: Vec<Embedding> = sums
+            .into_iter()
+            .zip(&centroids)
+            .map(|(sum, &old)| normalised(sum).unwrap_or(old))
+            .collect();
+        if next == centroids {
+            break;
+        }
+        centroids = next;
+    }
+    centroids
+}
+
 fn cosine(a: &Embedding, b: &Embedding) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
@@ -305,6 +335,22 @@ mod tests {
         assert_eq!(labels[6], labels[7]);
         assert_eq!(labels[6], labels[8]);
         assert_eq!(labels.iter().max(), Some(&2));
+    }
+
+    #[test]
+    fn refined_centroids_follow_their_nearest_points() {
+        let unit = |axis: usize, wobble: f32| speaker(0, axis, wobble).embedding;
+        let points = [unit(0, 0.1), unit(0, 0.2), unit(10, 0.1), unit(10, 0.2)];
+        // The second centroid leans towards the first voice (as after an early wrong merge).
+        let mut leaning = unit(10, 0.0);
+        leaning[0] = 0.8;
+        let leaning = normalised(leaning).expect("a non-zero vector");
+        let unused = unit(20, 0.0);
+        let centroids = refined(&points, vec![unit(0, 0.0), leaning, unused]);
+        let mean = normalised(std::array::from_fn(|i| points[2][i] + points[3][i]))
+            .expect("a non-zero vector");
+        assert!(distance(&centroids[1], &mean) < 1e-5);
+        assert_eq!(centroids[2], unused, "a centroid without points stays");
     }
 
     #[test]
