@@ -133,6 +133,7 @@ impl Default for DiarizationParams {
                 min_cluster_size: 2,
                 distinct_distance: 1.15,
                 lone_merge_distance: 1.0,
+                apart_merge_distance: 1.0,
             },
             turns: reconstruct::TurnParams {
                 onset: 0.5,

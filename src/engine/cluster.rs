@@ -2,10 +2,11 @@
 //!
 //! Agglomerative clustering runs on the embeddings of local speakers with
 //! enough clean speech. Small clusters close to a large one are dropped, the
-//! rest become centroids, refined by k-means steps, and every local speaker is then assigned to a
-//! centroid group by group, with cannot-link between the local speakers of
-//! one group: the local speakers of a window heard together (two voices heard
-//! at once are two people; two heard one after the other may be one).
+//! rest become centroids, refined by k-means steps, and every local speaker is
+//! then assigned to a centroid group by group, with cannot-link between the
+//! local speakers of one group: the local speakers of a window heard together
+//! (two voices heard at once are two people; two heard one after the other
+//! may be one). Last, close speakers that no group holds together merge.
 
 mod ahc;
 
@@ -41,6 +42,10 @@ pub struct ClusterParams {
     /// this distance: a far, reverberant talker's embeddings scatter into
     /// several lone clusters, all far from the main voices.
     pub lone_merge_distance: f32,
+    /// Speakers never heard at the same time merge up to this distance (with
+    /// an automatic count): a far or noisy talker's embeddings spread wider
+    /// than `threshold`, while two people in a conversation overlap now and then.
+    pub apart_merge_distance: f32,
 }
 
 /// The global speaker (centroid index) of each local speaker.
@@ -56,7 +61,12 @@ pub fn assign(speakers: &[LocalSpeaker], count: SpeakerCount, params: ClusterPar
     }
     let points: Vec<Embedding> = training.iter().map(|s| s.embedding).collect();
     let centroids = refined(&points, centroids(&points, count, params));
-    assign_to_centroids(speakers, &centroids)
+    let mut labels = assign_to_centroids(speakers, &centroids);
+    if let SpeakerCount::Auto { min, .. } = count {
+        let floor = min.unwrap_or(1).max(1);
+        merge_never_together(speakers, &mut labels, params.apart_merge_distance, floor);
+    }
+    labels
 }
 
 fn centroids(points: &[Embedding], count: SpeakerCount, params: ClusterParams) -> Vec<Embedding> {
@@ -255,6 +265,110 @@ fn assign_to_centroids(speakers: &[LocalSpeaker], centroids: &[Embedding]) -> Ve
     labels
 }
 
+/// A speaker's voice for `merge_never_together`: its centroid comes from its
+/// reliable members when it has any.
+struct Voice {
+    reliable: Embedding,
+    all: Embedding,
+    has_reliable: bool,
+}
+
+impl Voice {
+    fn centre(&self) -> Embedding {
+        let sum = if self.has_reliable {
+            self.reliable
+        } else {
+            self.all
+        };
+        normalised(sum).unwrap_or(sum)
+    }
+
+    fn absorb(&mut self, other: &Voice) {
+        self.reliable
+            .iter_mut()
+            .zip(&other.reliable)
+            .for_each(|(s, x)| *s += x);
+        self.all
+            .iter_mut()
+            .zip(&other.all)
+            .for_each(|(s, x)| *s += x);
+        self.has_reliable |= other.has_reliable;
+    }
+}
+
+/// Merges, closest first, the speakers closer than `limit` that no group
+/// holds together, down to `floor` speakers; labels come back as 0..count.
+fn merge_never_together(speakers: &[LocalSpeaker], labels: &mut [usize], limit: f32, floor: usize) {
+    let count = labels.iter().max().map_or(0, |&m| m + 1);
+    let mut voices: Vec<Voice> = (0..count)
+        .map(|_| Voice {
+            reliable: [0.0; EMBEDDING_DIM],
+            all: [0.0; EMBEDDING_DIM],
+            has_reliable: false,
+        })
+        .collect();
+    for (s, &label) in speakers.iter().zip(labels.iter()) {
+        let v = &mut voices[label];
+        v.all
+            .iter_mut()
+            .zip(&s.embedding)
+            .for_each(|(a, x)| *a += x);
+        if s.reliable {
+            v.reliable
+                .iter_mut()
+                .zip(&s.embedding)
+                .for_each(|(a, x)| *a += x);
+            v.has_reliable = true;
+        }
+    }
+    let mut together = vec![vec![false; count]; count];
+    let members: Vec<(usize, usize)> = speakers
+        .iter()
+        .zip(labels.iter())
+        .map(|(s, &l)| (s.group, l))
+        .collect();
+    for group in members.chunk_by(|a, b| a.0 == b.0) {
+        for &(_, a) in group {
+            for &(_, b) in group {
+                together[a][b] |= a != b;
+            }
+        }
+    }
+
+    let mut alive: Vec<usize> = (0..count).filter(|&l| labels.contains(&l)).collect();
+    let mut into: Vec<usize> = (0..count).collect();
+    while alive.len() > floor {
+        let centres: Vec<Embedding> = voices.iter().map(Voice::centre).collect();
+        let closest = alive
+            .iter()
+            .flat_map(|&a| alive.iter().map(move |&b| (a, b)))
+            .filter(|&(a, b)| a < b && !together[a][b])
+            .map(|(a, b)| (distance(&centres[a], &centres[b]), a, b))
+            .filter(|&(d, _, _)| d < limit)
+            .min_by(|x, y| x.0.total_cmp(&y.0));
+        let Some((_, a, b)) = closest else { break };
+        let (head, tail) = voices.split_at_mut(b);
+        head[a].absorb(&tail[0]);
+        let heard_with_b = together[b].clone();
+        for (x, &heard) in heard_with_b.iter().enumerate() {
+            together[a][x] |= heard;
+            together[x][a] |= heard;
+        }
+        into[b] = a;
+        alive.retain(|&l| l != b);
+    }
+
+    let root = |mut l: usize| {
+        while into[l] != l {
+            l = into[l];
+        }
+        l
+    };
+    for label in labels.iter_mut() {
+        *label = alive.binary_search(&root(*label)).unwrap_or(0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,6 +389,7 @@ mod tests {
         min_cluster_size: 1,
         distinct_distance: 1.15,
         lone_merge_distance: 1.0,
+        apart_merge_distance: 1.0,
     };
 
     #[test]
@@ -351,6 +466,50 @@ mod tests {
             .expect("a non-zero vector");
         assert!(distance(&centroids[1], &mean) < 1e-5);
         assert_eq!(centroids[2], unused, "a centroid without points stays");
+    }
+
+    /// Six local speakers of voice A (axis 0) and six of A' (0.9 from A,
+    /// beyond the clustering threshold 0.8), one per group.
+    fn a_voice_and_its_far_echo() -> Vec<LocalSpeaker> {
+        (0..12)
+            .map(|i| {
+                let mut s = speaker(i, 0, 0.0);
+                if i % 2 == 1 {
+                    // 2·sin(θ/2) = 0.9 at tan θ = 1.35.
+                    s.embedding[1] = 1.35;
+                    s.embedding = normalised(s.embedding).expect("a non-zero vector");
+                }
+                s
+            })
+            .collect()
+    }
+
+    #[test]
+    fn close_voices_never_heard_together_are_one_speaker() {
+        let speakers = a_voice_and_its_far_echo();
+        let apart = ClusterParams {
+            apart_merge_distance: 0.8,
+            ..PARAMS
+        };
+        let labels = assign(&speakers, SpeakerCount::default(), apart);
+        assert_ne!(labels[0], labels[1], "0.9 apart is beyond both limits");
+        let labels = assign(&speakers, SpeakerCount::default(), PARAMS);
+        assert!(labels.iter().all(|&l| l == 0), "{labels:?}");
+        let labels = assign(&speakers, SpeakerCount::Exact(2), PARAMS);
+        assert_ne!(labels[0], labels[1], "an exact count is kept");
+    }
+
+    #[test]
+    fn close_voices_heard_together_stay_two_speakers() {
+        let mut speakers = a_voice_and_its_far_echo();
+        // One window hears both at once.
+        speakers[1].group = 0;
+        for s in &mut speakers[2..] {
+            s.group -= 1;
+        }
+        let labels = assign(&speakers, SpeakerCount::default(), PARAMS);
+        assert_ne!(labels[0], labels[1]);
+        assert_eq!(labels.iter().max(), Some(&1));
     }
 
     #[test]
