@@ -14,7 +14,7 @@ use pathfinding::kuhn_munkres::kuhn_munkres;
 use pathfinding::matrix::Matrix;
 
 use super::SpeakerCount;
-use super::embedding::{EMBEDDING_DIM, Embedding, distance, normalised};
+use super::embedding::{EMBEDDING_DIM, Embedding, add, distance, normalised};
 
 /// A local speaker to cluster.
 #[derive(Debug, Clone)]
@@ -140,9 +140,7 @@ fn clusters_after(merges: &[ahc::Merge], points: &[Embedding], steps: usize) -> 
             sum: [0.0; EMBEDDING_DIM],
             size: 0,
         });
-        for (s, x) in c.sum.iter_mut().zip(point) {
-            *s += x;
-        }
+        add(&mut c.sum, point);
         c.size += 1;
     }
     clusters.into_iter().flatten().collect()
@@ -161,7 +159,7 @@ fn merge_lone(lone: Vec<Cluster>, threshold: f32) -> Vec<Cluster> {
     for (c, &label) in lone.into_iter().zip(&labels) {
         match &mut merged[label] {
             Some(m) => {
-                m.sum.iter_mut().zip(&c.sum).for_each(|(s, x)| *s += x);
+                add(&mut m.sum, &c.sum);
                 m.size += c.size;
             }
             slot => *slot = Some(c),
@@ -206,7 +204,7 @@ fn refined(points: &[Embedding], mut centroids: Vec<Embedding>) -> Vec<Embedding
             let nearest = (0..centroids.len())
                 .max_by(|&a, &b| cosine(p, &centroids[a]).total_cmp(&cosine(p, &centroids[b])));
             if let Some(k) = nearest {
-                sums[k].iter_mut().zip(p).for_each(|(s, x)| *s += x);
+                add(&mut sums[k], p);
             }
         }
         let next: Vec<Embedding> = sums
@@ -284,14 +282,8 @@ impl Voice {
     }
 
     fn absorb(&mut self, other: &Voice) {
-        self.reliable
-            .iter_mut()
-            .zip(&other.reliable)
-            .for_each(|(s, x)| *s += x);
-        self.all
-            .iter_mut()
-            .zip(&other.all)
-            .for_each(|(s, x)| *s += x);
+        add(&mut self.reliable, &other.reliable);
+        add(&mut self.all, &other.all);
         self.has_reliable |= other.has_reliable;
     }
 }
@@ -309,15 +301,9 @@ fn merge_never_together(speakers: &[LocalSpeaker], labels: &mut [usize], limit: 
         .collect();
     for (s, &label) in speakers.iter().zip(labels.iter()) {
         let v = &mut voices[label];
-        v.all
-            .iter_mut()
-            .zip(&s.embedding)
-            .for_each(|(a, x)| *a += x);
+        add(&mut v.all, &s.embedding);
         if s.reliable {
-            v.reliable
-                .iter_mut()
-                .zip(&s.embedding)
-                .for_each(|(a, x)| *a += x);
+            add(&mut v.reliable, &s.embedding);
             v.has_reliable = true;
         }
     }
@@ -337,8 +323,8 @@ fn merge_never_together(speakers: &[LocalSpeaker], labels: &mut [usize], limit: 
 
     let mut alive: Vec<usize> = (0..count).filter(|&l| labels.contains(&l)).collect();
     let mut into: Vec<usize> = (0..count).collect();
+    let mut centres: Vec<Embedding> = voices.iter().map(Voice::centre).collect();
     while alive.len() > floor {
-        let centres: Vec<Embedding> = voices.iter().map(Voice::centre).collect();
         let closest = alive
             .iter()
             .flat_map(|&a| alive.iter().map(move |&b| (a, b)))
@@ -349,6 +335,7 @@ fn merge_never_together(speakers: &[LocalSpeaker], labels: &mut [usize], limit: 
         let Some((_, a, b)) = closest else { break };
         let (head, tail) = voices.split_at_mut(b);
         head[a].absorb(&tail[0]);
+        centres[a] = head[a].centre();
         let heard_with_b = together[b].clone();
         for (x, &heard) in heard_with_b.iter().enumerate() {
             together[a][x] |= heard;

@@ -18,6 +18,11 @@ pub const MIN_FRAMES: usize = 3;
 /// A speaker embedding, not normalised.
 pub type Embedding = [f32; EMBEDDING_DIM];
 
+/// Adds `x` to the running sum `sum` (centroids are sums of unit embeddings).
+pub fn add(sum: &mut Embedding, x: &Embedding) {
+    sum.iter_mut().zip(x).for_each(|(s, x)| *s += x);
+}
+
 /// `e` scaled to unit length (L2); `None` when its length is zero or not finite.
 pub fn normalised(mut e: Embedding) -> Option<Embedding> {
     let norm = e.iter().map(|x| x * x).sum::<f32>().sqrt();

@@ -7,7 +7,7 @@
 use pathfinding::kuhn_munkres::kuhn_munkres;
 use pathfinding::matrix::Matrix;
 
-use crate::engine::embedding::{EMBEDDING_DIM, Embedding, distance, normalised};
+use crate::engine::embedding::{EMBEDDING_DIM, Embedding, add, distance, normalised};
 
 pub(super) struct Candidate {
     pub embedding: Embedding,
@@ -138,9 +138,7 @@ impl Speakers {
                     changes.merges.push((current, k));
                     self.absorb(current, k);
                 }
-                for (s, x) in self.sums[k].iter_mut().zip(candidate.embedding) {
-                    *s += x;
-                }
+                add(&mut self.sums[k], &candidate.embedding);
                 self.reliable[k] += 1;
                 changes.merges.extend(self.merge_near(k));
             } else if self.sums[k].iter().all(|&x| x == 0.0) {
@@ -194,9 +192,7 @@ impl Speakers {
     fn absorb(&mut self, gone: usize, keep: usize) {
         if !self.is_tentative(gone) {
             let gone_sum = self.sums[gone];
-            for (s, x) in self.sums[keep].iter_mut().zip(gone_sum) {
-                *s += x;
-            }
+            add(&mut self.sums[keep], &gone_sum);
         }
         self.reliable[keep] += self.reliable[gone];
         self.merged_into[gone] = Some(keep);
