@@ -100,8 +100,16 @@ pub struct DiarizationParams {
     /// in lively conversation 10 s often holds more (dev DER 5.5 % → 2.7 %).
     pub window_seconds: f64,
     /// Hop between windows, rounded to whole frames; range 0.5 to the window.
-    /// Default 2.5: every moment is seen twice. Smaller is slower, no better.
+    /// Default 2.5: every moment is seen twice. On long recordings smaller is
+    /// slower, no better.
     pub step_seconds: f64,
+    /// Hop for recordings of at most `short_recording_seconds` (as their
+    /// container states): twice the windows, so twice the embeddings where a
+    /// minute of audio gives each speaker only a handful. Default 1.25 (hard
+    /// set 21.8 → 19.8 % DER, dev 2.53 → 2.41 %; twice the analysis time).
+    pub short_step_seconds: f64,
+    /// Default 300: by five minutes a speaker has embeddings to spare.
+    pub short_recording_seconds: f64,
     /// A local speaker with at least this much clean (non-overlapped) speech
     /// in a window is embedded from its clean speech only. Default 1.0.
     pub min_clean_seconds: f64,
@@ -124,12 +132,14 @@ impl Default for DiarizationParams {
         Self {
             window_seconds: 5.0,
             step_seconds: 2.5,
+            short_step_seconds: 1.25,
+            short_recording_seconds: 300.0,
             min_clean_seconds: 1.0,
             min_embed_seconds: 0.4,
             max_embed_seconds: 3.0,
             min_reliable_seconds: 2.0,
             cluster: cluster::ClusterParams {
-                threshold: 0.85,
+                threshold: 0.95,
                 min_cluster_size: 2,
                 distinct_distance: 1.15,
                 lone_merge_distance: 1.0,
@@ -228,9 +238,11 @@ impl Engine {
         &self.params
     }
 
-    /// Starts diarizing one recording; push its 16 kHz mono samples into the run.
-    pub fn start(&self, speakers: SpeakerCount) -> OfflineRun<'_> {
-        OfflineRun::new(self, speakers)
+    /// Starts diarizing one recording; push its 16 kHz mono samples into the
+    /// run. `duration_seconds` is the recording's length when known: a short
+    /// one is analysed in finer steps.
+    pub fn start(&self, speakers: SpeakerCount, duration_seconds: Option<f64>) -> OfflineRun<'_> {
+        OfflineRun::new(self, speakers, duration_seconds)
     }
 
     /// A live run: push audio as it arrives, get turns `latency` after they happen.

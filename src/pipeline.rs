@@ -62,7 +62,7 @@ pub fn diarize_file(
 
     let (run, decode) = std::thread::scope(|scope| {
         let decoder = scope.spawn(move || decode_for_analysis(reader, blocks));
-        let mut run = engine.start(speakers);
+        let mut run = engine.start(speakers, duration);
         let mut failure = None;
         for block in decoded {
             if failure.is_some() {

@@ -56,7 +56,7 @@ fn diarize_in_blocks(
     speakers: SpeakerCount,
     block_sizes: &[usize],
 ) -> Diarization {
-    let mut run = ENGINE.start(speakers);
+    let mut run = ENGINE.start(speakers, Some(samples.len() as f64 / 16_000.0));
     let mut rest = samples;
     let mut sizes = block_sizes
         .iter()

@@ -30,7 +30,7 @@ pub struct LocalSpeaker {
 
 #[derive(Debug, Clone, Copy)]
 pub struct ClusterParams {
-    /// Centroids closer than this (Euclidean, unit vectors) merge.
+    /// Centroids closer than this (Euclidean, at unit length) merge.
     pub threshold: f32,
     /// Clusters with fewer reliable members are not speakers of their own…
     pub min_cluster_size: usize,

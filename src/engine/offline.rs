@@ -79,11 +79,22 @@ pub struct OfflineRun<'e> {
 }
 
 impl<'e> OfflineRun<'e> {
-    pub(super) fn new(engine: &'e Engine, speakers: SpeakerCount) -> Self {
+    pub(super) fn new(
+        engine: &'e Engine,
+        speakers: SpeakerCount,
+        duration_seconds: Option<f64>,
+    ) -> Self {
+        let params = &engine.params;
         let rate = f64::from(ANALYSIS_SAMPLE_RATE);
-        let window_seconds = engine.params.window_seconds.clamp(2.0, 10.0);
+        let window_seconds = params.window_seconds.clamp(2.0, 10.0);
         let window_samples = ((window_seconds * rate) as usize).max(MIN_WINDOW_SAMPLES);
-        let step_samples = engine.params.step_seconds.clamp(0.5, window_seconds) * rate;
+        let short = duration_seconds.is_some_and(|d| d <= params.short_recording_seconds);
+        let step_seconds = if short {
+            params.short_step_seconds
+        } else {
+            params.step_seconds
+        };
+        let step_samples = step_seconds.clamp(0.5, window_seconds) * rate;
         Self {
             engine,
             speakers,

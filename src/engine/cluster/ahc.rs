@@ -1,4 +1,5 @@
-//! Agglomerative clustering with centroid linkage on unit vectors.
+//! Agglomerative clustering of unit vectors, linked by the direction of
+//! each cluster's centroid.
 //!
 //! Each cluster keeps its nearest neighbour, so a merge costs O(n·d) plus a
 //! full rescan only for the clusters whose neighbour was merged away. That
@@ -11,7 +12,7 @@ use super::super::embedding::EMBEDDING_DIM;
 pub struct Merge {
     pub into: usize,
     pub from: usize,
-    /// Euclidean distance between the two centroids when they merged.
+    /// Euclidean distance between the two centroids, at unit length, when they merged.
     pub distance: f32,
 }
 
@@ -20,11 +21,8 @@ pub struct Merge {
 pub fn dendrogram(points: &[[f32; EMBEDDING_DIM]]) -> Vec<Merge> {
     let n = points.len();
     let mut sums: Vec<[f32; EMBEDDING_DIM]> = points.to_vec();
-    let mut sizes = vec![1usize; n];
     let mut alive = vec![true; n];
-    let mut nearest: Vec<(usize, f32)> = (0..n)
-        .map(|i| scan_nearest(i, &sums, &sizes, &alive))
-        .collect();
+    let mut nearest: Vec<(usize, f32)> = (0..n).map(|i| scan_nearest(i, &sums, &alive)).collect();
     let mut merges = Vec::with_capacity(n.saturating_sub(1));
 
     for _ in 1..n {
@@ -45,7 +43,6 @@ pub fn dendrogram(points: &[[f32; EMBEDDING_DIM]]) -> Vec<Merge> {
         for (s, f) in sums[into].iter_mut().zip(from_sum) {
             *s += f;
         }
-        sizes[into] += sizes[from];
         alive[from] = false;
 
         for k in 0..n {
@@ -53,39 +50,36 @@ pub fn dendrogram(points: &[[f32; EMBEDDING_DIM]]) -> Vec<Merge> {
                 continue;
             }
             if nearest[k].0 == into || nearest[k].0 == from {
-                nearest[k] = scan_nearest(k, &sums, &sizes, &alive);
+                nearest[k] = scan_nearest(k, &sums, &alive);
             } else {
-                let d = centroid_distance(&sums[k], sizes[k], &sums[into], sizes[into]);
+                let d = centroid_distance(&sums[k], &sums[into]);
                 if d < nearest[k].1 {
                     nearest[k] = (into, d);
                 }
             }
         }
-        nearest[into] = scan_nearest(into, &sums, &sizes, &alive);
+        nearest[into] = scan_nearest(into, &sums, &alive);
     }
     merges
 }
 
-fn scan_nearest(
-    i: usize,
-    sums: &[[f32; EMBEDDING_DIM]],
-    sizes: &[usize],
-    alive: &[bool],
-) -> (usize, f32) {
+fn scan_nearest(i: usize, sums: &[[f32; EMBEDDING_DIM]], alive: &[bool]) -> (usize, f32) {
     (0..sums.len())
         .filter(|&j| j != i && alive[j])
-        .map(|j| (j, centroid_distance(&sums[i], sizes[i], &sums[j], sizes[j])))
+        .map(|j| (j, centroid_distance(&sums[i], &sums[j])))
         .min_by(|x, y| x.1.total_cmp(&y.1))
         .unwrap_or((i, f32::INFINITY))
 }
 
-fn centroid_distance(
-    a: &[f32; EMBEDDING_DIM],
-    na: usize,
-    b: &[f32; EMBEDDING_DIM],
-    nb: usize,
-) -> f32 {
-    let (wa, wb) = (1.0 / na as f32, 1.0 / nb as f32);
+/// Distance between the directions of two clusters' sums. The plain means
+/// would shrink towards the origin as a cluster grows and its members scatter
+/// (a far talker's do), pulling large clusters of different voices together.
+fn centroid_distance(a: &[f32; EMBEDDING_DIM], b: &[f32; EMBEDDING_DIM]) -> f32 {
+    let length = |v: &[f32; EMBEDDING_DIM]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let (wa, wb) = (
+        1.0 / length(a).max(f32::MIN_POSITIVE),
+        1.0 / length(b).max(f32::MIN_POSITIVE),
+    );
     a.iter()
         .zip(b)
         .map(|(x, y)| {
@@ -136,5 +130,28 @@ mod tests {
         assert_eq!(labels[0], labels[2]);
         assert_eq!(labels[1], labels[3]);
         assert_ne!(labels[0], labels[1]);
+    }
+
+    #[test]
+    fn scattered_voices_stay_apart() {
+        // Six points per voice, each leaning far into a direction of its own:
+        // the plain means shrink to 0.92 apart, the voices' directions stay √2 apart.
+        let scattered = |axis: usize, lean: usize| {
+            let mut v = [0.0; EMBEDDING_DIM];
+            v[axis] = 1.0;
+            v[lean] = 1.5;
+            normalised(v).expect("a non-zero vector")
+        };
+        let points: Vec<_> = (0..6)
+            .map(|i| scattered(0, 20 + i))
+            .chain((0..6).map(|i| scattered(10, 40 + i)))
+            .collect();
+        let merges = dendrogram(&points);
+        let last = merges.last().expect("merges");
+        assert!(last.distance > 1.0, "{}", last.distance);
+        let labels = labels_after(&merges, points.len(), merges.len() - 1);
+        assert!(labels[..6].iter().all(|&l| l == labels[0]));
+        assert!(labels[6..].iter().all(|&l| l == labels[6]));
+        assert_ne!(labels[0], labels[6]);
     }
 }
