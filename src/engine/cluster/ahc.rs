@@ -5,7 +5,7 @@
 //! full rescan only for the clusters whose neighbour was merged away. That
 //! keeps memory linear, where a distance matrix would be quadratic.
 
-use super::super::embedding::EMBEDDING_DIM;
+use super::super::embedding::{Embedding, add, distance, normalised};
 
 /// One merge of the dendrogram: cluster `from` joined cluster `into`.
 #[derive(Debug, Clone, Copy)]
@@ -18,15 +18,21 @@ pub struct Merge {
 
 /// Merges all `points` (unit vectors) into one cluster and returns the merges
 /// in order. Cluster `i` starts as point `i` and keeps the lower index.
-pub fn dendrogram(points: &[[f32; EMBEDDING_DIM]]) -> Vec<Merge> {
+pub fn dendrogram(points: &[Embedding]) -> Vec<Merge> {
     let n = points.len();
-    let mut sums: Vec<[f32; EMBEDDING_DIM]> = points.to_vec();
+    let mut sums: Vec<Embedding> = points.to_vec();
+    // Clusters are linked by the directions of their sums. The plain means
+    // would shrink towards the origin as a cluster grows and its members
+    // scatter (a far talker's do), pulling large clusters of different voices together.
+    let mut directions: Vec<Embedding> = points.to_vec();
     let mut alive = vec![true; n];
-    let mut nearest: Vec<(usize, f32)> = (0..n).map(|i| scan_nearest(i, &sums, &alive)).collect();
+    let mut nearest: Vec<(usize, f32)> = (0..n)
+        .map(|i| scan_nearest(i, &directions, &alive))
+        .collect();
     let mut merges = Vec::with_capacity(n.saturating_sub(1));
 
     for _ in 1..n {
-        let Some((a, (b, distance))) = (0..n)
+        let Some((a, (b, gap))) = (0..n)
             .filter(|&i| alive[i])
             .map(|i| (i, nearest[i]))
             .min_by(|x, y| x.1.1.total_cmp(&y.1.1))
@@ -37,12 +43,11 @@ pub fn dendrogram(points: &[[f32; EMBEDDING_DIM]]) -> Vec<Merge> {
         merges.push(Merge {
             into,
             from,
-            distance,
+            distance: gap,
         });
         let from_sum = sums[from];
-        for (s, f) in sums[into].iter_mut().zip(from_sum) {
-            *s += f;
-        }
+        add(&mut sums[into], &from_sum);
+        directions[into] = normalised(sums[into]).unwrap_or(sums[into]);
         alive[from] = false;
 
         for k in 0..n {
@@ -50,44 +55,25 @@ pub fn dendrogram(points: &[[f32; EMBEDDING_DIM]]) -> Vec<Merge> {
                 continue;
             }
             if nearest[k].0 == into || nearest[k].0 == from {
-                nearest[k] = scan_nearest(k, &sums, &alive);
+                nearest[k] = scan_nearest(k, &directions, &alive);
             } else {
-                let d = centroid_distance(&sums[k], &sums[into]);
+                let d = distance(&directions[k], &directions[into]);
                 if d < nearest[k].1 {
                     nearest[k] = (into, d);
                 }
             }
         }
-        nearest[into] = scan_nearest(into, &sums, &alive);
+        nearest[into] = scan_nearest(into, &directions, &alive);
     }
     merges
 }
 
-fn scan_nearest(i: usize, sums: &[[f32; EMBEDDING_DIM]], alive: &[bool]) -> (usize, f32) {
-    (0..sums.len())
+fn scan_nearest(i: usize, directions: &[Embedding], alive: &[bool]) -> (usize, f32) {
+    (0..directions.len())
         .filter(|&j| j != i && alive[j])
-        .map(|j| (j, centroid_distance(&sums[i], &sums[j])))
+        .map(|j| (j, distance(&directions[i], &directions[j])))
         .min_by(|x, y| x.1.total_cmp(&y.1))
         .unwrap_or((i, f32::INFINITY))
-}
-
-/// Distance between the directions of two clusters' sums. The plain means
-/// would shrink towards the origin as a cluster grows and its members scatter
-/// (a far talker's do), pulling large clusters of different voices together.
-fn centroid_distance(a: &[f32; EMBEDDING_DIM], b: &[f32; EMBEDDING_DIM]) -> f32 {
-    let length = |v: &[f32; EMBEDDING_DIM]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    let (wa, wb) = (
-        1.0 / length(a).max(f32::MIN_POSITIVE),
-        1.0 / length(b).max(f32::MIN_POSITIVE),
-    );
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| {
-            let d = x * wa - y * wb;
-            d * d
-        })
-        .sum::<f32>()
-        .sqrt()
 }
 
 /// Cluster of every point after the first `steps` merges, as the index of the
@@ -110,7 +96,7 @@ pub fn labels_after(merges: &[Merge], num_points: usize, steps: usize) -> Vec<us
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::embedding::normalised;
+    use crate::engine::embedding::EMBEDDING_DIM;
 
     fn unit(axis: usize, wobble: f32) -> [f32; EMBEDDING_DIM] {
         let mut v = [0.0; EMBEDDING_DIM];
